@@ -1,0 +1,173 @@
+"""Train Matryoshka-Adaptors for a frozen embedding model: `python main.py [--key=value ...]`.
+
+With the defaults it trains on SciFact, unsupervised then supervised (the paper's two stages), and writes
+saved_models/scifact_unsupervised/ and saved_models/scifact_supervised/. Every constant below and every
+field of matryoshka_adaptor.train.TrainConfig (dims, seed, loss weights, epochs, ...) can be overridden:
+    python main.py --dataset=scifact --data_root=../shared/data/beir --seed=1 --dims=16,32,64 --overwrite
+`python main.py --help` lists every key with its default.
+"""
+
+from __future__ import annotations
+
+import ast
+import logging
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from matryoshka_adaptor.data import BeirDataset, load_dataset_folder
+from matryoshka_adaptor import embeddings
+from matryoshka_adaptor.embeddings import Encoder, EmbeddedDataset, embed_dataset
+from matryoshka_adaptor.errors import InputError
+from matryoshka_adaptor.train import STAGES, Supervision, Trainer, TrainConfig, seed_everything, split_validation
+
+logger = logging.getLogger("main")
+
+# -- data ---------------------------------------------------------------------------------------------------------
+dataset = "scifact"  # BEIR dataset, read from <data_root>/<dataset>/ (fetched from the hub as mteb/<dataset> if absent)
+data_root = None  # folder of BEIR datasets; None: $MATRYOSHKA_DATA_ROOT, else ./data
+train_split = "train"  # qrels/<train_split>.tsv supervises and validates; the test qrels are never read here
+max_docs = None  # keep only the first N documents (quick looks, tests); None keeps all
+# -- base model ---------------------------------------------------------------------------------------------------
+model = embeddings.DEFAULT_MODEL  # any SentenceTransformer name or path; frozen, only its embeddings are used
+max_seq_length = None  # None: the model's own (256 for all-MiniLM-L6-v2)
+cache_dir = None  # embedding cache; None: $MATRYOSHKA_CACHE_DIR, else ./.cache/embeddings
+# -- run ----------------------------------------------------------------------------------------------------------
+stages = "unsupervised,supervised"  # the paper's two-stage schedule; 'unsupervised' or 'supervised' alone also work
+output_dir = "saved_models"  # each stage is saved as <output_dir>/<dataset>_<stage>/
+overwrite = False  # replace existing saved adaptors (otherwise refuse before any work starts)
+device = "auto"  # 'auto': CUDA when available, else CPU
+threads = None  # torch CPU threads; None leaves torch's default
+
+RUN_KEYS = [k for k, v in globals().items() if not k.startswith("_") and isinstance(v, (str, int, bool, type(None)))]
+
+
+def parse_value(raw: str, default: Any) -> Any:
+    """'--key=value' text to the type of its default: ints, floats, bools, None, or comma lists for tuples."""
+    if isinstance(default, tuple):
+        return tuple(int(x) for x in raw.split(",") if x.strip())
+    if isinstance(default, bool):
+        if raw.lower() not in ("true", "false", "1", "0"):
+            raise ValueError("expected true or false")
+        return raw.lower() in ("true", "1")
+    if raw == "None":
+        return None
+    if isinstance(default, (int, float)):
+        return type(default)(ast.literal_eval(raw))
+    if default is None:
+        try:
+            return ast.literal_eval(raw)
+        except (ValueError, SyntaxError):
+            return raw
+    return raw
+
+
+def parse_args(argv: list[str]) -> tuple[dict[str, Any], TrainConfig]:
+    run = {k: globals()[k] for k in RUN_KEYS}
+    train_defaults = asdict(TrainConfig())
+    train_overrides: dict[str, Any] = {}
+    for arg in argv:
+        if arg in ("-h", "--help"):
+            print(__doc__)
+            for k in RUN_KEYS:
+                print(f"  --{k}={run[k]}")
+            for k, v in train_defaults.items():
+                print(f"  --{k}={','.join(map(str, v)) if isinstance(v, tuple) else v}")
+            sys.exit(0)
+        key, eq, raw = arg.removeprefix("--").partition("=")
+        key = key.replace("-", "_")
+        if not arg.startswith("--"):
+            raise InputError(f"argument {arg!r}: expected --key=value")
+        if not eq:
+            raw = "true"  # a bare flag such as --overwrite
+        if key not in run and key not in train_defaults:
+            raise InputError(f"argument {arg!r}: unknown key {key!r} (see --help)")
+        default = run[key] if key in run else train_defaults[key]
+        try:
+            value = parse_value(raw, default)
+        except (ValueError, SyntaxError) as e:
+            raise InputError(f"argument {arg!r}: cannot read {raw!r} as {type(default).__name__} ({e})") from None
+        (run if key in run else train_overrides)[key] = value
+    return run, TrainConfig(**train_overrides)
+
+
+def output_folders(run: dict[str, Any], stage_names: list[str]) -> dict[str, Path]:
+    return {s: Path(run["output_dir"]) / f"{run['dataset']}_{s}" for s in stage_names}
+
+
+def limit_documents(ds: BeirDataset, max_docs: int | None) -> BeirDataset:
+    if max_docs is None:
+        return ds
+    ds.corpus = dict(list(ds.corpus.items())[:max_docs])
+    return ds
+
+
+def train(run: dict[str, Any], config: TrainConfig) -> dict[str, Path]:
+    stage_names = [s.strip() for s in run["stages"].split(",") if s.strip()]
+    for s in stage_names:
+        if s not in STAGES:
+            raise InputError(f"stages {run['stages']!r}: {s!r} is not one of {list(STAGES)}")
+    folders = output_folders(run, stage_names)
+    if not run["overwrite"]:
+        for folder in folders.values():
+            if folder.exists():
+                raise InputError(f"{folder} already exists: pass --overwrite to replace it")
+    if run["threads"]:
+        torch.set_num_threads(run["threads"])
+    seed_everything(config.seed)
+
+    ds = limit_documents(load_dataset_folder(run["dataset"], run["data_root"]), run["max_docs"])
+    if not ds.has_split(run["train_split"]):
+        raise InputError(f"{ds.qrels_path(run['train_split'])}: file not found; training needs train qrels")
+    qrels = ds.qrels(run["train_split"])  # read before encoding so a bad file fails fast
+    encoder = Encoder(run["model"], run["max_seq_length"], run["cache_dir"], device=None if run["device"] == "auto" else run["device"])
+    embedded: EmbeddedDataset = embed_dataset(ds, encoder)
+
+    sup = Supervision.from_qrels(qrels, embedded.query_index, embedded.query_embeddings, embedded.doc_index)
+    train_rows, val_rows = split_validation(len(sup.queries), config.val_fraction, config.seed)
+    train_sup, val_sup = sup.subset(train_rows), sup.subset(val_rows)
+    logger.info(
+        "%s: %d documents, %d training queries (%d for validation)",
+        ds.name, len(embedded.doc_ids), len(train_rows), len(val_rows),
+    )
+
+    trainer = Trainer(embedded.doc_embeddings, config, run["device"])
+    provenance = {
+        "dataset": ds.name,
+        "train_split": run["train_split"],
+        "max_docs": run["max_docs"],
+        "n_documents": len(embedded.doc_ids),
+        "n_train_queries": len(train_rows),
+        "n_val_queries": len(val_rows),
+        "max_seq_length": run["max_seq_length"],
+        "stages": [],
+    }
+    adaptor = trainer.new_adaptor(run["model"], provenance)
+    for stage in stage_names:
+        start = time.perf_counter()
+        log = trainer.run_stage(adaptor, stage, train_sup, val_sup)
+        adaptor.config.training["stages"].append({**asdict(log), "seconds": round(time.perf_counter() - start, 1)})
+        adaptor.save(folders[stage], overwrite=run["overwrite"])
+    return folders
+
+
+def main(argv: list[str]) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    try:
+        run, config = parse_args(argv)
+        folders = train(run, config)
+    except InputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    for stage, folder in folders.items():
+        logger.info("%s adaptor: %s", stage, folder)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

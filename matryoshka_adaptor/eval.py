@@ -1,0 +1,269 @@
+"""Evaluate truncated embeddings with MTEB: `python matryoshka_adaptor/eval.py [--options]`.
+
+For each method (base truncation, PCA, PCA rotation, the saved unsupervised and supervised adaptors) and each
+dim, MTEB's retrieval task scores nDCG@10 on the test split. Embeddings come from the cache that training
+filled (nothing is re-encoded), so MTEB receives an encoder that looks vectors up by text. Writes
+results/eval_results_<dataset>.json and plots/eval_results_<dataset>.png, and prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+if __package__ in (None, ""):  # run as a script: make the repo root importable instead of this folder
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)
+
+from matryoshka_adaptor.baselines import PCA, PCARotation, Truncation
+from matryoshka_adaptor.data import BeirDataset, load_dataset_folder
+from matryoshka_adaptor.embeddings import DEFAULT_MODEL, Encoder, EmbeddedDataset, embed_dataset
+from matryoshka_adaptor.errors import InputError
+from matryoshka_adaptor.losses import validate_dims
+from matryoshka_adaptor.model import MatryoshkaAdaptor
+
+logger = logging.getLogger("matryoshka_adaptor.eval")
+
+DEFAULT_DIMS = (16, 32, 64, 128, 192, 256, 320, 384)
+ADAPTOR_STAGES = ("unsupervised", "supervised")
+Transform = Callable[[np.ndarray, int], np.ndarray]
+
+
+def mteb_task_class(dataset: str) -> type:
+    """The MTEB retrieval task that reads mteb/<dataset> from the hub; SciFact's when MTEB has none."""
+    import mteb
+    from mteb.tasks.retrieval.eng.sci_fact_retrieval import SciFact
+
+    for task in mteb.get_tasks(task_types=["Retrieval"], languages=["eng"]):
+        if task.metadata.dataset.get("path", "").lower() == f"mteb/{dataset}".lower():
+            return type(task)
+    return SciFact
+
+
+def local_task(embedded: EmbeddedDataset, qrels: dict[str, dict[str, int]], split: str):
+    """An instance of the dataset's MTEB task whose load_data serves the local BEIR folder."""
+    from datasets import Dataset
+
+    base = mteb_task_class(embedded.dataset.name)
+    ds = embedded.dataset
+    queries = [q for q in embedded.query_ids if q in qrels]
+
+    def load_data(self, **kwargs: Any) -> None:
+        if self.data_loaded:
+            return
+        # title left empty: the corpus text already is MTEB's title + " " + text join (data.document_text)
+        corpus = Dataset.from_dict(
+            {"id": embedded.doc_ids, "title": [""] * len(embedded.doc_ids), "text": [ds.corpus[d] for d in embedded.doc_ids]}
+        )
+        query_ds = Dataset.from_dict({"id": queries, "text": [ds.queries[q] for q in queries]})
+        self.dataset = {"default": {split: {"corpus": corpus, "queries": query_ds, "relevant_docs": qrels, "top_ranked": None}}}
+        self.data_loaded = True
+
+    metadata = base.metadata
+    if metadata.dataset["path"].lower() != f"mteb/{ds.name}".lower():
+        metadata = metadata.model_copy(update={"name": f"Local-{ds.name}"})
+    metadata = metadata.model_copy(update={"eval_splits": [split]})
+
+    def unload_data(self) -> None:
+        """Keep the data: one task instance serves every method and dim."""
+
+    # nDCG@10 needs the top 10 only; MTEB's default top 1000 costs time and changes no reported score
+    attrs = {"metadata": metadata, "load_data": load_data, "unload_data": unload_data, "k_values": (1, 3, 5, 10, 20, 100)}
+    return type(f"Local{base.__name__}", (base,), attrs)()
+
+
+class CachedVectors:
+    """An MTEB encoder serving precomputed vectors, looked up by the text MTEB hands over."""
+
+    def __init__(self, name: str, rows_by_text: dict[str, int], vectors: np.ndarray) -> None:
+        from mteb.models import ModelMeta
+
+        self.rows_by_text = rows_by_text
+        self.vectors = vectors
+        self.mteb_model_meta = ModelMeta.create_empty(overwrites={"name": f"local/{name}", "revision": "cached"})
+
+    def encode(self, inputs, **kwargs: Any) -> np.ndarray:
+        rows = []
+        for batch in inputs:
+            for text in batch["text"]:
+                if text not in self.rows_by_text:
+                    raise InputError(f"MTEB asked for a text that was not embedded: {text[:60]!r}")
+                rows.append(self.rows_by_text[text])
+        return self.vectors[rows]
+
+    def similarity(self, a, b):
+        import torch
+
+        return torch.as_tensor(a) @ torch.as_tensor(b).T
+
+    def similarity_pairwise(self, a, b):
+        import torch
+
+        return (torch.as_tensor(a) * torch.as_tensor(b)).sum(-1)
+
+
+def methods_to_run(embedded: EmbeddedDataset, models_dir: Path, names: list[str]) -> dict[str, Transform]:
+    """name -> transform(x, dim); adaptors are read from <models_dir>/<dataset>_<stage>."""
+    corpus = embedded.doc_embeddings
+    out: dict[str, Transform] = {}
+    for name in names:
+        if name == "base":
+            out[name] = Truncation(corpus.shape[1]).transform
+        elif name == "pca":
+            out[name] = PCA(corpus).transform
+        elif name == "pca_rotation":
+            out[name] = PCARotation(corpus).transform
+        elif name in ADAPTOR_STAGES:
+            folder = models_dir / f"{embedded.dataset.name}_{name}"
+            if not folder.exists():
+                logger.warning("%s: not found, skipping the %s adaptor (train it with python main.py)", folder, name)
+                continue
+            out[name] = MatryoshkaAdaptor.load(folder).transform
+        else:
+            raise InputError(f"method {name!r}: expected one of base, pca, pca_rotation, {', '.join(ADAPTOR_STAGES)}")
+    return out
+
+
+def evaluate(
+    embedded: EmbeddedDataset, qrels: dict[str, dict[str, int]], split: str, methods: dict[str, Transform], dims: tuple[int, ...]
+) -> dict[str, dict[int, float]]:
+    """MTEB nDCG@10 for every method and dim."""
+    import mteb
+    from tqdm.auto import tqdm
+
+    task = local_task(embedded, qrels, split)
+    ds = embedded.dataset
+    texts = [ds.corpus[d] for d in embedded.doc_ids] + [ds.queries[q] for q in embedded.query_ids]
+    rows_by_text = {t: i for i, t in enumerate(texts)}
+    base = np.concatenate([embedded.doc_embeddings, embedded.query_embeddings])
+    scores: dict[str, dict[int, float]] = {}
+    progress = tqdm(total=len(methods) * len(dims), desc="MTEB evaluations")
+    for name, transform in methods.items():
+        scores[name] = {}
+        for dim in dims:
+            encoder = CachedVectors(f"{name}-{dim}", rows_by_text, transform(base, dim))
+            result = mteb.evaluate(encoder, task, cache=None, show_progress_bar=False, encode_kwargs={"batch_size": 8192})
+            scores[name][dim] = float(result.task_results[0].scores[split][0]["ndcg_at_10"])
+            progress.update()
+    progress.close()
+    return scores
+
+
+def format_table(scores: dict[str, dict[int, float]], dims: tuple[int, ...]) -> str:
+    header = f"{'method':<14}" + "".join(f"{d:>8}" for d in dims)
+    lines = [header, "-" * len(header)]
+    for name, by_dim in scores.items():
+        lines.append(f"{name:<14}" + "".join(f"{by_dim[d]:>8.4f}" for d in dims))
+    return "\n".join(lines)
+
+
+def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(payload, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def plot(scores: dict[str, dict[int, float]], dims: tuple[int, ...], title: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    full = scores["base"][max(dims)] if "base" in scores else None
+    fig, axes = plt.subplots(1, 2 if full else 1, figsize=(13 if full else 7, 4.8), squeeze=False)
+    for name, by_dim in scores.items():
+        ys = [by_dim[d] for d in dims]
+        axes[0, 0].plot(dims, ys, marker="o", label=name)
+        if full:
+            axes[0, 1].plot(dims, [100 * y / full for y in ys], marker="o", label=name)
+    axes[0, 0].set(xlabel="embedding dims kept", ylabel="nDCG@10", title=title)
+    if full:
+        axes[0, 1].axhline(100, color="grey", lw=0.8, ls="--")
+        axes[0, 1].set(xlabel="embedding dims kept", ylabel="% of base model at full dim", title="relative to base @ full dim")
+    for ax in axes[0]:
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(list(dims), [str(d) for d in dims])
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--dataset", default="scifact", help="BEIR dataset name (default: scifact)")
+    p.add_argument("--data-root", "--data_root", default=None, help="folder of BEIR datasets (default: $MATRYOSHKA_DATA_ROOT, else ./data)")
+    p.add_argument("--split", default="test", help="qrels split to score (default: test)")
+    p.add_argument("--model", default=DEFAULT_MODEL, help="base SentenceTransformer model")
+    p.add_argument("--max-seq-length", "--max_seq_length", type=int, default=None)
+    p.add_argument("--cache-dir", "--cache_dir", default=None, help="embedding cache (default: $MATRYOSHKA_CACHE_DIR, else ./.cache/embeddings)")
+    p.add_argument("--models-dir", "--models_dir", default="saved_models", help="where main.py saved the adaptors")
+    p.add_argument("--methods", default="base,pca,pca_rotation,unsupervised,supervised")
+    p.add_argument("--dims", default=",".join(map(str, DEFAULT_DIMS)), help="comma-separated, increasing")
+    p.add_argument("--max-docs", "--max_docs", type=int, default=None, help="first N documents only (as in training)")
+    p.add_argument("--results-dir", "--results_dir", default="results")
+    p.add_argument("--plots-dir", "--plots_dir", default="plots")
+    p.add_argument("--device", default=None)
+    return p.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    start = time.perf_counter()
+    ds: BeirDataset = load_dataset_folder(args.dataset, args.data_root)
+    if args.max_docs is not None:
+        ds.corpus = dict(list(ds.corpus.items())[: args.max_docs])
+    qrels = ds.qrels(args.split)
+    embedded = embed_dataset(ds, Encoder(args.model, args.max_seq_length, args.cache_dir, device=args.device))
+    try:
+        dims = validate_dims([int(x) for x in args.dims.split(",") if x.strip()], embedded.doc_embeddings.shape[1])
+    except ValueError as e:
+        raise InputError(f"--dims {args.dims!r}: {e}") from None
+    names = [m.strip() for m in args.methods.split(",") if m.strip()]
+    methods = methods_to_run(embedded, Path(args.models_dir), names)
+    scores = evaluate(embedded, qrels, args.split, methods, dims)
+    import mteb
+
+    payload = {
+        "dataset": ds.name,
+        "split": args.split,
+        "metric": "ndcg_at_10",
+        "base_model": args.model,
+        "dims": list(dims),
+        "n_documents": len(embedded.doc_ids),
+        "n_queries": sum(q in qrels for q in embedded.query_ids),
+        "mteb_version": mteb.__version__,
+        "adaptors": {n: str(Path(args.models_dir) / f"{ds.name}_{n}") for n in methods if n in ADAPTOR_STAGES},
+        "scores": {name: {str(d): round(v, 5) for d, v in by_dim.items()} for name, by_dim in scores.items()},
+        "seconds": round(time.perf_counter() - start, 1),
+    }
+    write_json_atomic(Path(args.results_dir) / f"eval_results_{ds.name}.json", payload)
+    plot(scores, dims, f"{ds.name} ({args.split}), {args.model.split('/')[-1]}", Path(args.plots_dir) / f"eval_results_{ds.name}.png")
+    print(format_table(scores, dims))
+    return payload
+
+
+def main(argv: list[str]) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    try:
+        run(parse_args(argv))
+    except InputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,122 @@
+"""Matryoshka-Adaptor losses (Yoon et al., 2024), each a pure function of embeddings.
+
+Every loss is averaged over its items and over the Matryoshka dims (optionally weighted), so the learning
+rate does not depend on the batch size or on how many dims are trained. Sums in the paper's notation become
+means here; the weights alpha, beta, gamma that balance the terms live in the training config.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from .errors import InputError
+
+
+def validate_dims(dims: Sequence[int], embedding_dim: int | None = None) -> tuple[int, ...]:
+    """Matryoshka dims must be strictly increasing positive ints no larger than the embedding size (if given)."""
+    dims = tuple(int(m) for m in dims)
+    if not dims:
+        raise InputError("matryoshka dims: expected at least one dim, got none")
+    if dims[0] < 1 or any(b <= a for a, b in zip(dims, dims[1:])):
+        raise InputError(f"matryoshka dims {list(dims)}: expected strictly increasing positive ints")
+    if embedding_dim is not None and dims[-1] > embedding_dim:
+        raise InputError(
+            f"matryoshka dims {list(dims)}: dim {dims[-1]} is larger than the embedding size {embedding_dim}"
+        )
+    return dims
+
+
+def dim_weights(dims: Sequence[int], weighting: str) -> torch.Tensor:
+    """Weights over dims that sum to 1: 'uniform' (the paper), or 'log' (more weight to small dims)."""
+    if weighting == "uniform":
+        w = torch.ones(len(dims))
+    elif weighting == "log":
+        w = 1.0 / torch.log2(torch.tensor(dims, dtype=torch.float32) + 1.0)
+    else:
+        raise InputError(f"dim weighting {weighting!r}: expected 'uniform' or 'log'")
+    return w / w.sum()
+
+
+def prefix_cosine(a: torch.Tensor, b: torch.Tensor, dim: int) -> torch.Tensor:
+    """Cosine similarity matrix (len(a), len(b)) between the first `dim` coordinates of a and of b."""
+    return F.normalize(a[..., :dim], dim=-1) @ F.normalize(b[..., :dim], dim=-1).transpose(-1, -2)
+
+
+def _rowwise_prefix_cosine(a: torch.Tensor, b: torch.Tensor, dim: int) -> torch.Tensor:
+    """Cosine between a[i] (n, d) and each of b[i] (n, k, d) over the first `dim` coords: shape (n, k)."""
+    return torch.einsum("nd,nkd->nk", F.normalize(a[:, :dim], dim=-1), F.normalize(b[..., :dim], dim=-1))
+
+
+def pair_loss(
+    base: torch.Tensor, adapted: torch.Tensor, dims: Sequence[int], weights: torch.Tensor
+) -> torch.Tensor:
+    """L_pair: mean over pairs i != j and dims m of |cos(ce_i, ce_j) - cos(ĉe_i[:m], ĉe_j[:m])|."""
+    n = base.shape[0]
+    if n < 2:
+        raise InputError(f"pair_loss: expected a batch of at least 2 embeddings, got {n}")
+    off_diagonal = ~torch.eye(n, dtype=torch.bool, device=base.device)
+    target = prefix_cosine(base, base, base.shape[1])[off_diagonal]
+    gaps = [(prefix_cosine(adapted, adapted, m)[off_diagonal] - target).abs().mean() for m in dims]
+    return torch.stack(gaps) @ weights.to(base.device)
+
+
+def topk_loss(
+    base: torch.Tensor,
+    adapted: torch.Tensor,
+    base_neighbors: torch.Tensor,
+    adapted_neighbors: torch.Tensor,
+    dims: Sequence[int],
+    weights: torch.Tensor,
+) -> torch.Tensor:
+    """L_topk: like L_pair but over j in NN_k(i): anchors (n, d), their neighbours (n, k, d)."""
+    target = _rowwise_prefix_cosine(base, base_neighbors, base.shape[1])
+    gaps = [(_rowwise_prefix_cosine(adapted, adapted_neighbors, m) - target).abs().mean() for m in dims]
+    return torch.stack(gaps) @ weights.to(base.device)
+
+
+def reconstruction_loss(reference: torch.Tensor, adapted: torch.Tensor) -> torch.Tensor:
+    """L_rec: mean over embeddings of the L1 distance |ĉe_i - ce_i|, divided by the width so it is per coordinate."""
+    return (adapted - reference).abs().mean()
+
+
+def rank_loss(
+    queries: torch.Tensor,
+    docs: torch.Tensor,
+    relevance: torch.Tensor,
+    dims: Sequence[int],
+    weights: torch.Tensor,
+    temperature: float,
+) -> torch.Tensor:
+    """L_rank: sum over j, k with y_ij > y_ik of (y_ij - y_ik) * log(1 + exp((s_ik - s_ij) / T)) at each dim.
+
+    queries (q, d) and docs (n, d) are adapted embeddings; relevance (q, n) holds y (0 = not relevant). For each
+    query the pairs are summed over k and averaged over its relevant j, then averaged over queries and dims.
+    The temperature T departs from the paper: cosines lie in [-1, 1], so without it the softplus barely
+    separates a near miss from an easy negative and the easy ones (most of a corpus) swamp the gradient.
+    Summing over k (not averaging) keeps the loss the count of confusing negatives, whatever the corpus size.
+    """
+    if temperature <= 0:
+        raise InputError(f"rank temperature {temperature}: expected > 0")
+    relevance = relevance.to(queries.dtype)
+    positive = relevance > 0
+    n_pos = positive.sum(dim=1)
+    if bool((n_pos == 0).any()):
+        raise InputError("rank_loss: every query needs at least one relevant document")
+    max_pos = int(n_pos.max())
+    # indices of each query's relevant docs, padded by repeating column 0 and masked out below
+    pos_idx = torch.argsort(positive.to(torch.int8), dim=1, descending=True, stable=True)[:, :max_pos]
+    pos_mask = torch.arange(max_pos, device=queries.device)[None, :] < n_pos[:, None]
+    y_pos = relevance.gather(1, pos_idx)  # (q, p)
+    # (y_ij - y_ik) where positive, else 0: (q, p, n)
+    pair_weight = (y_pos[:, :, None] - relevance[:, None, :]).clamp(min=0) * pos_mask[:, :, None]
+    per_dim = []
+    for m in dims:
+        s = prefix_cosine(queries, docs, m) / temperature  # (q, n)
+        s_pos = s.gather(1, pos_idx)  # (q, p)
+        pair_loss_ = F.softplus(s[:, None, :] - s_pos[:, :, None]) * pair_weight
+        per_query = pair_loss_.sum(dim=(1, 2)) / n_pos
+        per_dim.append(per_query.mean())
+    return torch.stack(per_dim) @ weights.to(queries.device)

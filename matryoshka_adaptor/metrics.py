@@ -1,0 +1,31 @@
+"""nDCG@k from a score matrix, as trec_eval computes it (linear gain), for validation inside training.
+
+The reported scores come from MTEB (eval.py); this one is for choosing the stopping point, many times a run.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def ndcg_at_k(scores: torch.Tensor, relevance: torch.Tensor, k: int = 10) -> float:
+    """Mean nDCG@k over queries: scores and relevance are (queries, docs); rows without relevant docs are skipped."""
+    k = min(k, scores.shape[1])
+    discounts = 1.0 / torch.log2(torch.arange(2, k + 2, device=scores.device, dtype=torch.float64))
+    top = scores.topk(k, dim=1).indices
+    dcg = (relevance.gather(1, top).double() * discounts).sum(dim=1)
+    ideal = (relevance.double().topk(k, dim=1).values * discounts).sum(dim=1)
+    keep = ideal > 0
+    return float((dcg[keep] / ideal[keep]).mean()) if bool(keep.any()) else float("nan")
+
+
+def relevance_matrix(
+    qrels: dict[str, dict[str, int]], query_ids: list[str], doc_index: dict[str, int]
+) -> torch.Tensor:
+    """Dense (len(query_ids), len(doc_index)) relevance from qrels; unjudged pairs are 0."""
+    rel = np.zeros((len(query_ids), len(doc_index)), dtype=np.float32)
+    for row, qid in enumerate(query_ids):
+        for did, y in qrels.get(qid, {}).items():
+            rel[row, doc_index[did]] = max(y, 0)
+    return torch.from_numpy(rel)

@@ -1,0 +1,176 @@
+"""The adaptor: ĉe = z + f(z) with z = R·ce, a fixed rotation R (identity or PCA) and a small MLP f.
+
+f's last layer starts at zero, so a new adaptor is exactly z: the identity, or with the PCA rotation an
+isometry (every full-dim cosine unchanged) that already orders the coordinates by variance. Training then
+only has to bend that start, which is why the rotation is a named config value rather than a hidden trick.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from .errors import InputError
+
+logger = logging.getLogger(__name__)
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "tanh": nn.Tanh}
+ROTATIONS = ("pca", "none")
+
+
+@dataclass
+class AdaptorConfig:
+    """Architecture plus the provenance of a trained adaptor; saved as config.json beside the weights."""
+
+    input_dim: int
+    base_model: str = "sentence-transformers/all-MiniLM-L6-v2"
+    hidden_dim: int = 512  # width of f's hidden layers
+    num_hidden_layers: int = 1  # f = Linear -> act -> (Linear -> act) x (n-1) -> Linear
+    activation: str = "gelu"
+    input_rotation: str = "pca"  # 'pca': R = principal axes of the corpus embeddings (no mean removal); 'none': R = I
+    training: dict[str, Any] = field(default_factory=dict)  # losses, hyperparameters, dataset, seed, scores
+
+    def __post_init__(self) -> None:
+        if self.input_dim < 1:
+            raise InputError(f"input_dim {self.input_dim}: expected a positive int")
+        if self.hidden_dim < 1 or self.num_hidden_layers < 1:
+            raise InputError(
+                f"hidden_dim {self.hidden_dim}, num_hidden_layers {self.num_hidden_layers}: expected positive ints"
+            )
+        if self.activation not in ACTIVATIONS:
+            raise InputError(f"activation {self.activation!r}: expected one of {sorted(ACTIVATIONS)}")
+        if self.input_rotation not in ROTATIONS:
+            raise InputError(f"input_rotation {self.input_rotation!r}: expected one of {list(ROTATIONS)}")
+
+
+def pca_rotation(embeddings: np.ndarray) -> np.ndarray:
+    """Orthogonal (d, d) matrix whose rows are the principal axes of the uncentred embeddings, largest first.
+
+    Without mean removal the map is a pure rotation, so cosines at full dim are unchanged. Each axis' sign is
+    fixed (largest coordinate positive) so that the same embeddings always give the same matrix.
+    """
+    x = np.asarray(embeddings, dtype=np.float64)
+    eigenvalues, eigenvectors = np.linalg.eigh(x.T @ x)
+    axes = eigenvectors[:, np.argsort(eigenvalues)[::-1]].T
+    signs = np.sign(axes[np.arange(len(axes)), np.abs(axes).argmax(axis=1)])
+    return (axes * signs[:, None]).astype(np.float32)
+
+
+def check_embeddings(x: np.ndarray, expected_dim: int, what: str = "embeddings") -> np.ndarray:
+    """2-D finite float32 array of width expected_dim, or an InputError saying what is wrong."""
+    x = np.asarray(x)
+    if x.ndim != 2:
+        raise InputError(f"{what}: expected a 2-D array (n, {expected_dim}), got shape {x.shape}")
+    if x.shape[1] != expected_dim:
+        raise InputError(f"{what}: expected width {expected_dim}, got {x.shape[1]} (shape {x.shape})")
+    x = x.astype(np.float32, copy=False)
+    bad = ~np.isfinite(x).all(axis=1)
+    if bad.any():
+        raise InputError(f"{what}: row {int(bad.argmax())} holds NaN or inf ({int(bad.sum())} such rows)")
+    return x
+
+
+class MatryoshkaAdaptor(nn.Module):
+    """ĉe = z + f(z), z = R·ce; the first m coordinates of ĉe are a usable m-dim embedding."""
+
+    def __init__(self, config: AdaptorConfig, rotation: np.ndarray | torch.Tensor | None = None) -> None:
+        super().__init__()
+        self.config = config
+        d = config.input_dim
+        rot = torch.eye(d) if rotation is None else torch.as_tensor(rotation, dtype=torch.float32)
+        if rot.shape != (d, d):
+            raise InputError(f"rotation: expected shape ({d}, {d}), got {tuple(rot.shape)}")
+        self.register_buffer("rotation", rot.clone())
+        act = ACTIVATIONS[config.activation]
+        layers: list[nn.Module] = []
+        width = d
+        for _ in range(config.num_hidden_layers):
+            layers += [nn.Linear(width, config.hidden_dim), act()]
+            width = config.hidden_dim
+        out = nn.Linear(width, d)
+        nn.init.zeros_(out.weight)  # f = 0 at start: the adaptor begins as the rotation alone
+        nn.init.zeros_(out.bias)
+        self.mlp = nn.Sequential(*layers, out)
+
+    def forward(self, embeddings: torch.Tensor) -> torch.Tensor:
+        z = embeddings @ self.rotation.T
+        return z + self.mlp(z)
+
+    def rotate(self, embeddings: torch.Tensor) -> torch.Tensor:
+        """z = R·ce: the adaptor's starting point, the reference L_rec pulls towards."""
+        return embeddings @ self.rotation.T
+
+    @property
+    def device(self) -> torch.device:
+        return self.rotation.device
+
+    @torch.no_grad()
+    def transform(self, x: np.ndarray, dim: int | None = None, batch_size: int = 8192) -> np.ndarray:
+        """Adapt base embeddings x (n, input_dim); with dim, the first dim coordinates, L2-normalised."""
+        d = self.config.input_dim
+        if dim is not None and not 1 <= dim <= d:
+            raise InputError(f"dim {dim}: expected 1 <= dim <= {d}")
+        x = check_embeddings(x, d, what=f"embeddings given to an adaptor for {d}-dim {self.config.base_model}")
+        was_training = self.training
+        self.eval()
+        out = []
+        for start in range(0, len(x), batch_size):
+            batch = torch.from_numpy(x[start : start + batch_size]).to(self.device)
+            y = self(batch)
+            if dim is not None:
+                y = nn.functional.normalize(y[:, :dim], dim=-1)
+            out.append(y.cpu().numpy())
+        self.train(was_training)
+        return np.concatenate(out) if out else np.zeros((0, dim or d), dtype=np.float32)
+
+    def save(self, folder: str | os.PathLike[str], overwrite: bool = False) -> Path:
+        """Write config.json + model.safetensors into a temp folder, then rename it into place."""
+        folder = Path(folder)
+        if folder.exists() and not overwrite:
+            raise InputError(f"{folder} already exists: pass --overwrite to replace it")
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+        try:
+            (tmp / CONFIG_NAME).write_text(json.dumps(asdict(self.config), indent=2) + "\n")
+            save_file({k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}, tmp / WEIGHTS_NAME)
+            if folder.exists():
+                old = folder.with_name(f".{folder.name}.old")
+                shutil.rmtree(old, ignore_errors=True)
+                folder.rename(old)
+                tmp.rename(folder)
+                shutil.rmtree(old)
+            else:
+                tmp.rename(folder)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        logger.info("saved adaptor to %s", folder)
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike[str], device: str | torch.device = "cpu") -> MatryoshkaAdaptor:
+        folder = Path(folder)
+        config_path, weights_path = folder / CONFIG_NAME, folder / WEIGHTS_NAME
+        for path in (config_path, weights_path):
+            if not path.is_file():
+                raise InputError(f"{path}: missing; expected an adaptor folder with {CONFIG_NAME} and {WEIGHTS_NAME}")
+        try:
+            config = AdaptorConfig(**json.loads(config_path.read_text()))
+        except (json.JSONDecodeError, TypeError) as e:
+            raise InputError(f"{config_path}: not a valid adaptor config ({e})") from None
+        model = cls(config)
+        model.load_state_dict(load_file(weights_path))
+        return model.to(device).eval()

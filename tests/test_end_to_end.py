@@ -1,0 +1,120 @@
+"""One small real run: MiniLM embeddings of a SciFact slice, both training stages, then the MTEB evaluation.
+
+Needs SciFact in BEIR layout under $MATRYOSHKA_DATA_ROOT (CI points it at ../shared/data/beir).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import main
+from matryoshka_adaptor import MatryoshkaAdaptor
+from matryoshka_adaptor.data import DATA_ROOT_ENV
+from matryoshka_adaptor.eval import main as eval_main
+
+DATA_ROOT = os.environ.get(DATA_ROOT_ENV)
+pytestmark = pytest.mark.skipif(
+    not DATA_ROOT or not (Path(DATA_ROOT) / "scifact" / "corpus.jsonl").is_file(),
+    reason=f"set ${DATA_ROOT_ENV} to a folder holding scifact/ in BEIR layout",
+)
+MAX_DOCS = 400
+
+
+def _args(tmp: Path, *extra: str) -> list[str]:
+    return [
+        f"--data-root={DATA_ROOT}",
+        f"--max_docs={MAX_DOCS}",
+        f"--cache_dir={tmp / 'cache'}",
+        f"--output_dir={tmp / 'models'}",
+        "--unsup_epochs=2",
+        "--sup_epochs=3",
+        "--val_fraction=0.25",
+        "--seed=7",
+        *extra,
+    ]
+
+
+def _digest(folder: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp = tmp_path_factory.mktemp("e2e")
+    assert main.main(_args(tmp)) == 0
+    return tmp
+
+
+def test_training_writes_both_adaptors_with_their_config(trained: Path) -> None:
+    for stage in ("unsupervised", "supervised"):
+        folder = trained / "models" / f"scifact_{stage}"
+        config = json.loads((folder / "config.json").read_text())
+        assert config["base_model"] == "sentence-transformers/all-MiniLM-L6-v2"
+        assert config["input_dim"] == 384
+        assert config["training"]["dataset"] == "scifact"
+        assert config["training"]["config"]["seed"] == 7
+        assert config["training"]["n_documents"] == MAX_DOCS
+        assert [s["stage"] for s in config["training"]["stages"]][-1] == stage
+    sup = json.loads((trained / "models" / "scifact_supervised" / "config.json").read_text())
+    val = sup["training"]["stages"][-1]["val_ndcg_at_10"]
+    best = sup["training"]["stages"][-1]["best_epoch"]
+    assert np.mean(val[best]) >= np.mean(val[0])  # the kept epoch is never worse than the start on validation
+
+
+def test_second_run_encodes_nothing_and_repeats_exactly(trained: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO):
+        assert main.main(_args(trained, f"--output_dir={trained / 'again'}")) == 0
+    assert "nothing encoded" in caplog.text
+    assert "encoding " not in caplog.text
+    for stage in ("unsupervised", "supervised"):
+        first = MatryoshkaAdaptor.load(trained / "models" / f"scifact_{stage}")
+        second = MatryoshkaAdaptor.load(trained / "again" / f"scifact_{stage}")
+        x = np.random.default_rng(0).standard_normal((5, 384)).astype(np.float32)
+        np.testing.assert_allclose(first.transform(x), second.transform(x), atol=1e-6)
+
+
+def test_refuses_to_overwrite_and_leaves_saved_models_intact(trained: Path, capsys: pytest.CaptureFixture) -> None:
+    folder = trained / "models" / "scifact_supervised"
+    before = _digest(folder)
+    assert main.main(_args(trained)) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert _digest(folder) == before
+
+
+def test_bad_override_is_a_one_line_error(trained: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main.main(_args(trained, "--dims=64,32")) == 2
+    err = capsys.readouterr().err.strip()
+    assert "64, 32" in err and "increasing" in err and "\n" not in err
+    assert main.main(["--no_such_key=1"]) == 2
+    assert "no_such_key" in capsys.readouterr().err
+
+
+def test_mteb_evaluation_writes_results_and_plot(trained: Path, capsys: pytest.CaptureFixture) -> None:
+    out = trained / "eval"
+    code = eval_main(
+        [
+            f"--data-root={DATA_ROOT}",
+            f"--max-docs={MAX_DOCS}",
+            f"--cache-dir={trained / 'cache'}",
+            f"--models-dir={trained / 'models'}",
+            "--dims=32,128,384",
+            f"--results-dir={out}",
+            f"--plots-dir={out}",
+        ]
+    )
+    assert code == 0
+    results = json.loads((out / "eval_results_scifact.json").read_text())
+    scores = results["scores"]
+    assert set(scores) == {"base", "pca", "pca_rotation", "unsupervised", "supervised"}
+    assert all(0.0 <= v <= 1.0 for by_dim in scores.values() for v in by_dim.values())
+    # an orthogonal rotation keeps every full-dim cosine, so MTEB must score it exactly as the base model
+    assert scores["pca_rotation"]["384"] == pytest.approx(scores["base"]["384"], abs=1e-4)
+    assert (out / "eval_results_scifact.png").stat().st_size > 10_000
+    assert "supervised" in capsys.readouterr().out
