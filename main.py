@@ -122,18 +122,28 @@ def train(run: dict[str, Any], config: TrainConfig) -> dict[str, Path]:
     seed_everything(config.seed)
 
     ds = limit_documents(load_dataset_folder(run["dataset"], run["data_root"]), run["max_docs"])
-    if not ds.has_split(run["train_split"]):
-        raise InputError(f"{ds.qrels_path(run['train_split'])}: file not found; training needs train qrels")
-    qrels = ds.qrels(run["train_split"])  # read before encoding so a bad file fails fast
+    qrels = None
+    if ds.has_split(run["train_split"]):
+        qrels = ds.qrels(run["train_split"])  # read before encoding so a bad file fails fast
+    elif "supervised" in stage_names:
+        if stage_names == ["supervised"]:
+            raise InputError(f"{ds.qrels_path(run['train_split'])}: file not found; the supervised stage needs it")
+        logger.warning(
+            "%s: not found; training the unsupervised stage only, for its fixed %d epochs (no validation)",
+            ds.qrels_path(run["train_split"]), config.unsup_epochs,
+        )
+        stage_names.remove("supervised")
     encoder = Encoder(run["model"], run["max_seq_length"], run["cache_dir"], device=None if run["device"] == "auto" else run["device"])
     embedded: EmbeddedDataset = embed_dataset(ds, encoder)
 
-    sup = Supervision.from_qrels(qrels, embedded.query_index, embedded.query_embeddings, embedded.doc_index)
-    train_rows, val_rows = split_validation(len(sup.queries), config.val_fraction, config.seed)
-    train_sup, val_sup = sup.subset(train_rows), sup.subset(val_rows)
+    train_sup = val_sup = None
+    if qrels is not None:
+        sup = Supervision.from_qrels(qrels, embedded.query_index, embedded.query_embeddings, embedded.doc_index)
+        train_rows, val_rows = split_validation(len(sup.queries), config.val_fraction, config.seed)
+        train_sup, val_sup = sup.subset(train_rows), sup.subset(val_rows)
     logger.info(
-        "%s: %d documents, %d training queries (%d for validation)",
-        ds.name, len(embedded.doc_ids), len(train_rows), len(val_rows),
+        "%s: %d documents, %d training queries, %d for validation",
+        ds.name, len(embedded.doc_ids), len(train_sup.queries) if train_sup else 0, len(val_sup.queries) if val_sup else 0,
     )
 
     trainer = Trainer(embedded.doc_embeddings, config, run["device"])
@@ -142,18 +152,18 @@ def train(run: dict[str, Any], config: TrainConfig) -> dict[str, Path]:
         "train_split": run["train_split"],
         "max_docs": run["max_docs"],
         "n_documents": len(embedded.doc_ids),
-        "n_train_queries": len(train_rows),
-        "n_val_queries": len(val_rows),
+        "n_train_queries": len(train_sup.queries) if train_sup else 0,
+        "n_val_queries": len(val_sup.queries) if val_sup else 0,
         "max_seq_length": run["max_seq_length"],
         "stages": [],
     }
     adaptor = trainer.new_adaptor(run["model"], provenance)
-    for stage in stage_names:
+    for stage in stage_names:  # the supervised stage starts from the unsupervised adaptor when both run
         start = time.perf_counter()
         log = trainer.run_stage(adaptor, stage, train_sup, val_sup)
         adaptor.config.training["stages"].append({**asdict(log), "seconds": round(time.perf_counter() - start, 1)})
         adaptor.save(folders[stage], overwrite=run["overwrite"])
-    return folders
+    return {s: folders[s] for s in stage_names}
 
 
 def main(argv: list[str]) -> int:

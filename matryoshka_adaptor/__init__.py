@@ -1,6 +1,21 @@
 """Matryoshka-Adaptor (Yoon et al., EMNLP 2024): make a frozen embedding model's vectors truncatable."""
 
-from .errors import InputError
-from .model import AdaptorConfig, MatryoshkaAdaptor
+from typing import Any
 
-__all__ = ["AdaptorConfig", "InputError", "MatryoshkaAdaptor"]
+from .config import AdaptorConfig
+from .errors import InputError
+
+__all__ = ["AdaptorConfig", "InputError", "MatryoshkaAdaptor", "NumpyAdaptor"]
+
+
+def __getattr__(name: str) -> Any:
+    # imported on first use, so `from matryoshka_adaptor import NumpyAdaptor` never loads torch
+    if name == "MatryoshkaAdaptor":
+        from .model import MatryoshkaAdaptor
+
+        return MatryoshkaAdaptor
+    if name == "NumpyAdaptor":
+        from .numpy_adaptor import NumpyAdaptor
+
+        return NumpyAdaptor
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

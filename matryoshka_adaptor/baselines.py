@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .model import check_embeddings, pca_rotation
-
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+from .vectors import check_embeddings, pca_rotation, unit_rows
 
 
 class Truncation:
@@ -18,7 +14,7 @@ class Truncation:
         self.input_dim = input_dim
 
     def transform(self, x: np.ndarray, dim: int) -> np.ndarray:
-        return _unit(check_embeddings(x, self.input_dim)[:, :dim])
+        return unit_rows(check_embeddings(x, self.input_dim)[:, :dim])
 
 
 class PCA:
@@ -30,7 +26,7 @@ class PCA:
         self.axes = pca_rotation(corpus - self.mean)
 
     def transform(self, x: np.ndarray, dim: int) -> np.ndarray:
-        return _unit((check_embeddings(x, len(self.mean)) - self.mean) @ self.axes[:dim].T)
+        return unit_rows((check_embeddings(x, len(self.mean)) - self.mean) @ self.axes[:dim].T)
 
 
 class PCARotation:
@@ -40,4 +36,4 @@ class PCARotation:
         self.axes = pca_rotation(check_embeddings(corpus, corpus.shape[1], what="corpus embeddings"))
 
     def transform(self, x: np.ndarray, dim: int) -> np.ndarray:
-        return _unit(check_embeddings(x, len(self.axes)) @ self.axes[:dim].T)
+        return unit_rows(check_embeddings(x, len(self.axes)) @ self.axes[:dim].T)

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .data import BeirDataset
-from .model import check_embeddings
+from .vectors import check_embeddings
 
 logger = logging.getLogger(__name__)
 

@@ -78,8 +78,8 @@ def topk_loss(
 
 
 def reconstruction_loss(reference: torch.Tensor, adapted: torch.Tensor) -> torch.Tensor:
-    """L_rec: mean over embeddings of the L1 distance |ĉe_i - ce_i|, divided by the width so it is per coordinate."""
-    return (adapted - reference).abs().mean()
+    """L_rec: mean over embeddings of the L1 norm |ĉe_i - ce_i| (summed over coordinates, as in the paper)."""
+    return (adapted - reference).abs().sum(dim=-1).mean()
 
 
 def rank_loss(

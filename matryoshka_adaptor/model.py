@@ -12,75 +12,21 @@ import logging
 import os
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from .config import CONFIG_NAME, WEIGHTS_NAME, AdaptorConfig, read_adaptor_folder
 from .errors import InputError
+from .vectors import check_embeddings
 
 logger = logging.getLogger(__name__)
 
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
 ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "tanh": nn.Tanh}
-ROTATIONS = ("pca", "none")
-
-
-@dataclass
-class AdaptorConfig:
-    """Architecture plus the provenance of a trained adaptor; saved as config.json beside the weights."""
-
-    input_dim: int
-    base_model: str = "sentence-transformers/all-MiniLM-L6-v2"
-    hidden_dim: int = 512  # width of f's hidden layers
-    num_hidden_layers: int = 1  # f = Linear -> act -> (Linear -> act) x (n-1) -> Linear
-    activation: str = "gelu"
-    input_rotation: str = "pca"  # 'pca': R = principal axes of the corpus embeddings (no mean removal); 'none': R = I
-    training: dict[str, Any] = field(default_factory=dict)  # losses, hyperparameters, dataset, seed, scores
-
-    def __post_init__(self) -> None:
-        if self.input_dim < 1:
-            raise InputError(f"input_dim {self.input_dim}: expected a positive int")
-        if self.hidden_dim < 1 or self.num_hidden_layers < 1:
-            raise InputError(
-                f"hidden_dim {self.hidden_dim}, num_hidden_layers {self.num_hidden_layers}: expected positive ints"
-            )
-        if self.activation not in ACTIVATIONS:
-            raise InputError(f"activation {self.activation!r}: expected one of {sorted(ACTIVATIONS)}")
-        if self.input_rotation not in ROTATIONS:
-            raise InputError(f"input_rotation {self.input_rotation!r}: expected one of {list(ROTATIONS)}")
-
-
-def pca_rotation(embeddings: np.ndarray) -> np.ndarray:
-    """Orthogonal (d, d) matrix whose rows are the principal axes of the uncentred embeddings, largest first.
-
-    Without mean removal the map is a pure rotation, so cosines at full dim are unchanged. Each axis' sign is
-    fixed (largest coordinate positive) so that the same embeddings always give the same matrix.
-    """
-    x = np.asarray(embeddings, dtype=np.float64)
-    eigenvalues, eigenvectors = np.linalg.eigh(x.T @ x)
-    axes = eigenvectors[:, np.argsort(eigenvalues)[::-1]].T
-    signs = np.sign(axes[np.arange(len(axes)), np.abs(axes).argmax(axis=1)])
-    return (axes * signs[:, None]).astype(np.float32)
-
-
-def check_embeddings(x: np.ndarray, expected_dim: int, what: str = "embeddings") -> np.ndarray:
-    """2-D finite float32 array of width expected_dim, or an InputError saying what is wrong."""
-    x = np.asarray(x)
-    if x.ndim != 2:
-        raise InputError(f"{what}: expected a 2-D array (n, {expected_dim}), got shape {x.shape}")
-    if x.shape[1] != expected_dim:
-        raise InputError(f"{what}: expected width {expected_dim}, got {x.shape[1]} (shape {x.shape})")
-    x = x.astype(np.float32, copy=False)
-    bad = ~np.isfinite(x).all(axis=1)
-    if bad.any():
-        raise InputError(f"{what}: row {int(bad.argmax())} holds NaN or inf ({int(bad.sum())} such rows)")
-    return x
 
 
 class MatryoshkaAdaptor(nn.Module):
@@ -162,15 +108,7 @@ class MatryoshkaAdaptor(nn.Module):
 
     @classmethod
     def load(cls, folder: str | os.PathLike[str], device: str | torch.device = "cpu") -> MatryoshkaAdaptor:
-        folder = Path(folder)
-        config_path, weights_path = folder / CONFIG_NAME, folder / WEIGHTS_NAME
-        for path in (config_path, weights_path):
-            if not path.is_file():
-                raise InputError(f"{path}: missing; expected an adaptor folder with {CONFIG_NAME} and {WEIGHTS_NAME}")
-        try:
-            config = AdaptorConfig(**json.loads(config_path.read_text()))
-        except (json.JSONDecodeError, TypeError) as e:
-            raise InputError(f"{config_path}: not a valid adaptor config ({e})") from None
+        config, weights_path = read_adaptor_folder(folder)
         model = cls(config)
         model.load_state_dict(load_file(weights_path))
         return model.to(device).eval()

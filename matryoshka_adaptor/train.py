@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import logging
 import random
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -21,7 +21,8 @@ from tqdm.auto import tqdm
 from .errors import InputError
 from .losses import dim_weights, pair_loss, prefix_cosine, rank_loss, reconstruction_loss, topk_loss, validate_dims
 from .metrics import ndcg_at_k
-from .model import AdaptorConfig, MatryoshkaAdaptor, pca_rotation
+from .model import AdaptorConfig, MatryoshkaAdaptor
+from .vectors import pca_rotation
 from .neighbors import mine_neighbors
 
 logger = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ class TrainConfig:
     # architecture of f
     hidden_dim: int = 512
     num_hidden_layers: int = 1
-    activation: str = "gelu"
+    activation: str = "relu"
     input_rotation: str = "pca"
     # loss weights (paper: alpha = beta = gamma = 1)
     alpha: float = 1.0  # L_pair
@@ -48,9 +49,9 @@ class TrainConfig:
     topk: int = 10  # neighbours per document for L_topk, mined over the whole corpus
     rank_temperature: float = 0.05  # s / T inside L_rank; see losses.rank_loss for why
     # unsupervised stage
-    unsup_epochs: int = 5
+    unsup_epochs: int = 3
     unsup_batch_size: int = 256  # anchor documents per step (L_pair is over their pairs)
-    unsup_lr: float = 2e-3
+    unsup_lr: float = 1e-3
     # supervised stage
     sup_epochs: int = 15
     sup_batch_size: int = 128  # training queries per step; each is ranked against the whole corpus
@@ -59,7 +60,7 @@ class TrainConfig:
     # validation
     val_fraction: float = 0.2  # share of the TRAIN queries held out to choose the stopping point
     patience: int = 4  # epochs without a better validation score before a stage stops
-    max_dim_drop: float = 0.01  # an epoch is kept only if no dim's val nDCG@10 fell more than this below the start
+    max_dim_drop: float = 0.005  # an epoch is kept only if no dim's val nDCG@10 is this much below start or base
 
     def __post_init__(self) -> None:
         self.dims = validate_dims(self.dims)
@@ -69,10 +70,6 @@ class TrainConfig:
         for name in ("unsup_epochs", "sup_epochs", "unsup_batch_size", "sup_batch_size", "topk", "patience"):
             if getattr(self, name) < (0 if name.endswith("epochs") else 1):
                 raise InputError(f"{name} {getattr(self, name)}: expected a positive int")
-
-    @classmethod
-    def field_names(cls) -> list[str]:
-        return [f.name for f in fields(cls)]
 
 
 @dataclass
@@ -213,23 +210,24 @@ class Trainer:
 
     # -- validation -------------------------------------------------------------------------------------------
     @torch.no_grad()
-    def validate(self, adaptor: MatryoshkaAdaptor, val: Supervision | None) -> list[float]:
-        """Validation nDCG@10 at each dim (empty without validation queries)."""
+    def validate(self, adaptor: MatryoshkaAdaptor | None, val: Supervision | None) -> list[float]:
+        """Validation nDCG@10 at each dim (adaptor None: the base embeddings truncated; [] without validation)."""
         if val is None:
             return []
-        adaptor.eval()
-        docs = adaptor(self.corpus)
-        queries = adaptor(torch.from_numpy(val.queries).to(self.device))
+        queries = torch.from_numpy(val.queries).to(self.device)
+        docs = self.corpus
+        if adaptor is not None:
+            adaptor.eval()
+            docs, queries = adaptor(docs), adaptor(queries)
+            adaptor.train()
         relevance = val.relevance(np.arange(len(val.queries)), len(self.corpus)).to(self.device)
-        scores = [round(ndcg_at_k(prefix_cosine(queries, docs, m), relevance), 5) for m in self.dims]
-        adaptor.train()
-        return scores
+        return [round(ndcg_at_k(prefix_cosine(queries, docs, m), relevance), 5) for m in self.dims]
 
-    def selection_score(self, scores: list[float], start: list[float]) -> float:
-        """Mean validation nDCG@10 over dims, or -inf when some dim fell more than max_dim_drop below the start."""
+    def selection_score(self, scores: list[float], reference: list[float]) -> float:
+        """Mean validation nDCG@10 over dims; -inf when some dim fell more than max_dim_drop below the reference."""
         if not scores:
             return float("nan")
-        if any(s < s0 - self.config.max_dim_drop for s, s0 in zip(scores, start)):
+        if any(s < r - self.config.max_dim_drop for s, r in zip(scores, reference)):
             return -float("inf")
         return float(np.mean(scores))
 
@@ -253,7 +251,9 @@ class Trainer:
         log = StageLog(stage)
         start_scores = self.validate(adaptor, val)
         log.val_ndcg_at_10.append(start_scores)
-        best_score = self.selection_score(start_scores, start_scores)
+        # do no harm: an epoch counts only if every dim is about as good as both the start and the base model
+        reference = [max(a, b) for a, b in zip(start_scores, self.validate(None, val))]
+        best_score = float(np.mean(start_scores)) if start_scores else float("nan")
         best_state = copy.deepcopy(adaptor.state_dict())
         logger.info("%s: epoch 0 val nDCG@10 (mean over dims) %.4f", stage, best_score)
         if supervised:
@@ -284,7 +284,7 @@ class Trainer:
             log.loss.append(total / len(batches))
             scores = self.validate(adaptor, val)
             log.val_ndcg_at_10.append(scores)
-            score = self.selection_score(scores, start_scores)
+            score = self.selection_score(scores, reference)
             log.epochs_run = epoch
             logger.info("%s: epoch %d loss %.4f val nDCG@10 %.4f", stage, epoch, log.loss[-1], score)
             if val is None or score > best_score:

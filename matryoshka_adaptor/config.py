@@ -1,0 +1,54 @@
+"""AdaptorConfig: an adaptor's architecture and provenance, saved as config.json (no torch needed to read it)."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import InputError
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+ACTIVATIONS = ("gelu", "relu", "tanh")
+ROTATIONS = ("pca", "none")
+
+
+@dataclass
+class AdaptorConfig:
+    """Architecture plus the provenance of a trained adaptor; saved as config.json beside the weights."""
+
+    input_dim: int
+    base_model: str = "sentence-transformers/all-MiniLM-L6-v2"
+    hidden_dim: int = 512  # width of f's hidden layers
+    num_hidden_layers: int = 1  # f = Linear -> act -> (Linear -> act) x (n-1) -> Linear
+    activation: str = "relu"
+    input_rotation: str = "pca"  # 'pca': R = principal axes of the corpus embeddings (no mean removal); 'none': R = I
+    training: dict[str, Any] = field(default_factory=dict)  # losses, hyperparameters, dataset, seed, scores
+
+    def __post_init__(self) -> None:
+        if self.input_dim < 1:
+            raise InputError(f"input_dim {self.input_dim}: expected a positive int")
+        if self.hidden_dim < 1 or self.num_hidden_layers < 1:
+            raise InputError(
+                f"hidden_dim {self.hidden_dim}, num_hidden_layers {self.num_hidden_layers}: expected positive ints"
+            )
+        if self.activation not in ACTIVATIONS:
+            raise InputError(f"activation {self.activation!r}: expected one of {list(ACTIVATIONS)}")
+        if self.input_rotation not in ROTATIONS:
+            raise InputError(f"input_rotation {self.input_rotation!r}: expected one of {list(ROTATIONS)}")
+
+
+def read_adaptor_folder(folder: str | os.PathLike[str]) -> tuple[AdaptorConfig, Path]:
+    """The config of a saved adaptor and the path of its weights, or an InputError naming what is missing."""
+    folder = Path(folder)
+    config_path, weights_path = folder / CONFIG_NAME, folder / WEIGHTS_NAME
+    for path in (config_path, weights_path):
+        if not path.is_file():
+            raise InputError(f"{path}: missing; expected an adaptor folder with {CONFIG_NAME} and {WEIGHTS_NAME}")
+    try:
+        return AdaptorConfig(**json.loads(config_path.read_text())), weights_path
+    except (json.JSONDecodeError, TypeError) as e:
+        raise InputError(f"{config_path}: not a valid adaptor config ({e})") from None

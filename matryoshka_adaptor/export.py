@@ -1,0 +1,108 @@
+"""Export an adaptor as a Sentence-Transformers model: the base model's modules, then the adaptor as plain Dense layers.
+
+`SentenceTransformer(folder, truncate_dim=64).encode(texts)` then returns the adapted, truncated embedding,
+with no custom code to trust. ST's Dense is Linear + one activation, and ĉe = z + f(z) needs a skip connection, so
+the export carries z through f's ReLU layers as relu(z) and relu(-z), since z = relu(z) - relu(-z):
+    layer 1: [z; -z; W1 z + b1] -> ReLU          (z = R ce folded into the weights)
+    layer k: [p; n; h] -> [p; n; Wk h + bk] -> ReLU   (p, n >= 0 pass through ReLU unchanged)
+    last:    [p; n; h] -> p - n + W h + b = z + f(z)   (no activation)
+This is exact for activation='relu' only; other activations are refused.
+
+    python -m matryoshka_adaptor.export saved_models/scifact_supervised exported/scifact_supervised
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .embeddings import resolve_model_path
+from .errors import InputError
+from .model import MatryoshkaAdaptor
+
+logger = logging.getLogger(__name__)
+
+
+def adaptor_as_dense_layers(adaptor: MatryoshkaAdaptor) -> list[nn.Module]:
+    """Sentence-Transformers Dense modules that compute adaptor(x) exactly (ReLU adaptors only)."""
+    from sentence_transformers.sentence_transformer.modules import Dense
+
+    config = adaptor.config
+    if config.activation != "relu":
+        raise InputError(
+            f"activation {config.activation!r}: only a 'relu' adaptor exports exactly to Sentence-Transformers Dense layers"
+        )
+    linears = [m for m in adaptor.mlp if isinstance(m, nn.Linear)]
+    rot = adaptor.rotation.detach().cpu()
+    d = config.input_dim
+    eye = torch.eye(d)
+    layers: list[nn.Module] = []
+    with torch.no_grad():
+        first = linears[0]
+        w = torch.cat([rot, -rot, first.weight.cpu() @ rot])
+        b = torch.cat([torch.zeros(2 * d), first.bias.cpu()])
+        layers.append(Dense(d, w.shape[0], activation_function=nn.ReLU(), init_weight=w, init_bias=b))
+        for lin in linears[1:-1]:
+            w = torch.block_diag(eye, eye, lin.weight.cpu())
+            b = torch.cat([torch.zeros(2 * d), lin.bias.cpu()])
+            layers.append(Dense(w.shape[1], w.shape[0], activation_function=nn.ReLU(), init_weight=w, init_bias=b))
+        last = linears[-1]
+        w = torch.cat([eye, -eye, last.weight.cpu()], dim=1)
+        layers.append(Dense(w.shape[1], d, activation_function=nn.Identity(), init_weight=w, init_bias=last.bias.cpu().clone()))
+    return layers
+
+
+def export_sentence_transformer(
+    adaptor_folder: str | os.PathLike[str], out_folder: str | os.PathLike[str], overwrite: bool = False
+) -> Path:
+    """Write base model + adaptor as one SentenceTransformer folder (temp folder, then rename)."""
+    from sentence_transformers import SentenceTransformer
+
+    out = Path(out_folder)
+    if out.exists() and not overwrite:
+        raise InputError(f"{out} already exists: pass --overwrite to replace it")
+    adaptor = MatryoshkaAdaptor.load(adaptor_folder)
+    base = SentenceTransformer(resolve_model_path(adaptor.config.base_model), device="cpu")
+    dim = base.get_sentence_embedding_dimension()
+    if dim != adaptor.config.input_dim:
+        raise InputError(f"{adaptor.config.base_model} gives {dim}-dim embeddings, the adaptor expects {adaptor.config.input_dim}")
+    model = SentenceTransformer(modules=[*base, *adaptor_as_dense_layers(adaptor)], device="cpu")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        model.save(str(tmp))
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    logger.info("exported %s + %s to %s", adaptor.config.base_model, adaptor_folder, out)
+    return out
+
+
+def main(argv: list[str]) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    p = argparse.ArgumentParser(description="Export an adaptor as a Sentence-Transformers model folder.")
+    p.add_argument("adaptor", help="saved adaptor folder (config.json + model.safetensors)")
+    p.add_argument("out", help="folder to write")
+    p.add_argument("--overwrite", action="store_true")
+    args = p.parse_args(argv)
+    try:
+        export_sentence_transformer(args.adaptor, args.out, args.overwrite)
+    except InputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
