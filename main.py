@@ -13,16 +13,14 @@ import ast
 import logging
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from matryoshka_adaptor.data import BeirDataset, load_dataset_folder
-from matryoshka_adaptor import embeddings
-from matryoshka_adaptor.embeddings import Encoder, EmbeddedDataset, embed_dataset
+from matryoshka_adaptor.embeddings import DEFAULT_MODEL as _DEFAULT_MODEL  # underscore: not a --key
+from matryoshka_adaptor.sources import Source
 from matryoshka_adaptor.errors import InputError
 from matryoshka_adaptor.train import STAGES, Supervision, Trainer, TrainConfig, seed_everything, split_validation
 
@@ -33,8 +31,12 @@ dataset = "scifact"  # BEIR dataset, read from <data_root>/<dataset>/ (fetched f
 data_root = None  # folder of BEIR datasets; None: $MATRYOSHKA_DATA_ROOT, else ./data
 train_split = "train"  # qrels/<train_split>.tsv supervises and validates; the test qrels are never read here
 max_docs = None  # keep only the first N documents (quick looks, tests); None keeps all
+embeddings = None  # folder of precomputed vectors instead of a dataset: no model is loaded (see README)
+qrels = None  # qrels TSV to supervise with; None: <dataset folder>/qrels/<train_split>.tsv
+id_column = "id"  # parquet vector files: the id column
+vector_column = "embedding"  # parquet vector files: the vector column
 # -- base model ---------------------------------------------------------------------------------------------------
-model = embeddings.DEFAULT_MODEL  # any SentenceTransformer name or path; frozen, only its embeddings are used
+model = _DEFAULT_MODEL  # any SentenceTransformer name or path; frozen, only its embeddings are used
 max_seq_length = None  # None: the model's own (256 for all-MiniLM-L6-v2)
 cache_dir = None  # embedding cache; None: $MATRYOSHKA_CACHE_DIR, else ./.cache/embeddings
 # -- run ----------------------------------------------------------------------------------------------------------
@@ -96,15 +98,9 @@ def parse_args(argv: list[str]) -> tuple[dict[str, Any], TrainConfig]:
     return run, TrainConfig(**train_overrides)
 
 
-def output_folders(run: dict[str, Any], stage_names: list[str]) -> dict[str, Path]:
-    return {s: Path(run["output_dir"]) / f"{run['dataset']}_{s}" for s in stage_names}
-
-
-def limit_documents(ds: BeirDataset, max_docs: int | None) -> BeirDataset:
-    if max_docs is None:
-        return ds
-    ds.corpus = dict(list(ds.corpus.items())[:max_docs])
-    return ds
+def source_of(run: dict[str, Any]) -> Source:
+    keys = [f.name for f in fields(Source)]
+    return Source(**{k: run[k] for k in keys})
 
 
 def train(run: dict[str, Any], config: TrainConfig) -> dict[str, Path]:
@@ -112,7 +108,8 @@ def train(run: dict[str, Any], config: TrainConfig) -> dict[str, Path]:
     for s in stage_names:
         if s not in STAGES:
             raise InputError(f"stages {run['stages']!r}: {s!r} is not one of {list(STAGES)}")
-    folders = output_folders(run, stage_names)
+    source = source_of(run)
+    folders = {s: Path(run["output_dir"]) / f"{source.name}_{s}" for s in stage_names}
     if not run["overwrite"]:
         for folder in folders.values():
             if folder.exists():
@@ -121,20 +118,15 @@ def train(run: dict[str, Any], config: TrainConfig) -> dict[str, Path]:
         torch.set_num_threads(run["threads"])
     seed_everything(config.seed)
 
-    ds = limit_documents(load_dataset_folder(run["dataset"], run["data_root"]), run["max_docs"])
-    qrels = None
-    if ds.has_split(run["train_split"]):
-        qrels = ds.qrels(run["train_split"])  # read before encoding so a bad file fails fast
-    elif "supervised" in stage_names:
+    embedded, qrels, qrels_path = source.load(run["train_split"])
+    if qrels is None and "supervised" in stage_names:
         if stage_names == ["supervised"]:
-            raise InputError(f"{ds.qrels_path(run['train_split'])}: file not found; the supervised stage needs it")
+            raise InputError(f"{qrels_path or '--qrels'}: no training qrels; the supervised stage needs them")
         logger.warning(
-            "%s: not found; training the unsupervised stage only, for its fixed %d epochs (no validation)",
-            ds.qrels_path(run["train_split"]), config.unsup_epochs,
+            "%s: no training qrels; training the unsupervised stage only, for its fixed %d epochs (no validation)",
+            qrels_path or "--qrels not given", config.unsup_epochs,
         )
         stage_names.remove("supervised")
-    encoder = Encoder(run["model"], run["max_seq_length"], run["cache_dir"], device=None if run["device"] == "auto" else run["device"])
-    embedded: EmbeddedDataset = embed_dataset(ds, encoder)
 
     train_sup = val_sup = None
     if qrels is not None:
@@ -143,13 +135,14 @@ def train(run: dict[str, Any], config: TrainConfig) -> dict[str, Path]:
         train_sup, val_sup = sup.subset(train_rows), sup.subset(val_rows)
     logger.info(
         "%s: %d documents, %d training queries, %d for validation",
-        ds.name, len(embedded.doc_ids), len(train_sup.queries) if train_sup else 0, len(val_sup.queries) if val_sup else 0,
+        embedded.name, len(embedded.doc_ids), len(train_sup.queries) if train_sup else 0, len(val_sup.queries) if val_sup else 0,
     )
 
     trainer = Trainer(embedded.doc_embeddings, config, run["device"])
     provenance = {
-        "dataset": ds.name,
-        "train_split": run["train_split"],
+        "dataset": embedded.name,
+        "embeddings": run["embeddings"],
+        "qrels": str(qrels_path) if qrels is not None else None,
         "max_docs": run["max_docs"],
         "n_documents": len(embedded.doc_ids),
         "n_train_queries": len(train_sup.queries) if train_sup else 0,
@@ -157,7 +150,7 @@ def train(run: dict[str, Any], config: TrainConfig) -> dict[str, Path]:
         "max_seq_length": run["max_seq_length"],
         "stages": [],
     }
-    adaptor = trainer.new_adaptor(run["model"], provenance)
+    adaptor = trainer.new_adaptor(embedded.base_model, provenance)
     for stage in stage_names:  # the supervised stage starts from the unsupervised adaptor when both run
         start = time.perf_counter()
         log = trainer.run_stage(adaptor, stage, train_sup, val_sup)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import BeirDataset
+from .data import BeirDataset, read_qrels
 from .vectors import check_embeddings
 
 logger = logging.getLogger(__name__)
@@ -103,13 +103,16 @@ class Encoder:
 
 @dataclass
 class EmbeddedDataset:
-    """A dataset's texts with their base embeddings, rows in file order."""
+    """Documents and queries as ids with their base embeddings (rows in the same order)."""
 
-    dataset: BeirDataset
+    name: str
+    base_model: str
     doc_ids: list[str]
     doc_embeddings: np.ndarray
     query_ids: list[str]
     query_embeddings: np.ndarray
+    doc_texts: list[str] | None = None  # the texts, when known; MTEB is shown the ids otherwise
+    query_texts: list[str] | None = None
 
     @property
     def doc_index(self) -> dict[str, int]:
@@ -119,14 +122,22 @@ class EmbeddedDataset:
     def query_index(self) -> dict[str, int]:
         return {q: i for i, q in enumerate(self.query_ids)}
 
+    def qrels(self, path: Path) -> dict[str, dict[str, int]]:
+        return read_qrels(path, set(self.query_ids), set(self.doc_ids))
+
 
 def embed_dataset(dataset: BeirDataset, encoder: Encoder) -> EmbeddedDataset:
     """Encode (or read from the cache) every document and every query of the dataset."""
     doc_ids, query_ids = list(dataset.corpus), list(dataset.queries)
+    doc_texts = [dataset.corpus[d] for d in doc_ids]
+    query_texts = [dataset.queries[q] for q in query_ids]
     return EmbeddedDataset(
-        dataset=dataset,
+        name=dataset.name,
+        base_model=encoder.model_name,
         doc_ids=doc_ids,
-        doc_embeddings=encoder.encode([dataset.corpus[d] for d in doc_ids], what="documents"),
+        doc_embeddings=encoder.encode(doc_texts, what="documents"),
         query_ids=query_ids,
-        query_embeddings=encoder.encode([dataset.queries[q] for q in query_ids], what="queries"),
+        query_embeddings=encoder.encode(query_texts, what="queries"),
+        doc_texts=doc_texts,
+        query_texts=query_texts,
     )

@@ -24,11 +24,11 @@ if __package__ in (None, ""):  # run as a script: make the repo root importable 
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 from matryoshka_adaptor.baselines import PCA, PCARotation, Truncation
-from matryoshka_adaptor.data import BeirDataset, load_dataset_folder
-from matryoshka_adaptor.embeddings import DEFAULT_MODEL, Encoder, EmbeddedDataset, embed_dataset
+from matryoshka_adaptor.embeddings import DEFAULT_MODEL, EmbeddedDataset
 from matryoshka_adaptor.errors import InputError
 from matryoshka_adaptor.losses import validate_dims
 from matryoshka_adaptor.model import MatryoshkaAdaptor
+from matryoshka_adaptor.sources import Source
 
 logger = logging.getLogger("matryoshka_adaptor.eval")
 
@@ -48,28 +48,33 @@ def mteb_task_class(dataset: str) -> type:
     return SciFact
 
 
+def texts_of(embedded: EmbeddedDataset) -> tuple[list[str], list[str]]:
+    """What MTEB hands the encoder for each document and query: the texts, or ids for precomputed vectors."""
+    if embedded.doc_texts is not None and embedded.query_texts is not None:
+        return embedded.doc_texts, embedded.query_texts
+    return [f"doc:{d}" for d in embedded.doc_ids], [f"query:{q}" for q in embedded.query_ids]
+
+
 def local_task(embedded: EmbeddedDataset, qrels: dict[str, dict[str, int]], split: str):
     """An instance of the dataset's MTEB task whose load_data serves the local BEIR folder."""
     from datasets import Dataset
 
-    base = mteb_task_class(embedded.dataset.name)
-    ds = embedded.dataset
-    queries = [q for q in embedded.query_ids if q in qrels]
+    base = mteb_task_class(embedded.name)
+    doc_texts, query_texts = texts_of(embedded)
+    queries = [(q, t) for q, t in zip(embedded.query_ids, query_texts) if q in qrels]
 
     def load_data(self, **kwargs: Any) -> None:
         if self.data_loaded:
             return
         # title left empty: the corpus text already is MTEB's title + " " + text join (data.document_text)
-        corpus = Dataset.from_dict(
-            {"id": embedded.doc_ids, "title": [""] * len(embedded.doc_ids), "text": [ds.corpus[d] for d in embedded.doc_ids]}
-        )
-        query_ds = Dataset.from_dict({"id": queries, "text": [ds.queries[q] for q in queries]})
+        corpus = Dataset.from_dict({"id": embedded.doc_ids, "title": [""] * len(doc_texts), "text": doc_texts})
+        query_ds = Dataset.from_dict({"id": [q for q, _ in queries], "text": [t for _, t in queries]})
         self.dataset = {"default": {split: {"corpus": corpus, "queries": query_ds, "relevant_docs": qrels, "top_ranked": None}}}
         self.data_loaded = True
 
     metadata = base.metadata
-    if metadata.dataset["path"].lower() != f"mteb/{ds.name}".lower():
-        metadata = metadata.model_copy(update={"name": f"Local-{ds.name}"})
+    if metadata.dataset["path"].lower() != f"mteb/{embedded.name}".lower():
+        metadata = metadata.model_copy(update={"name": f"Local-{embedded.name}"})
     metadata = metadata.model_copy(update={"eval_splits": [split]})
 
     def unload_data(self) -> None:
@@ -122,7 +127,7 @@ def methods_to_run(embedded: EmbeddedDataset, models_dir: Path, names: list[str]
         elif name == "pca_rotation":
             out[name] = PCARotation(corpus).transform
         elif name in ADAPTOR_STAGES:
-            folder = models_dir / f"{embedded.dataset.name}_{name}"
+            folder = models_dir / f"{embedded.name}_{name}"
             if not folder.exists():
                 logger.warning("%s: not found, skipping the %s adaptor (train it with python main.py)", folder, name)
                 continue
@@ -140,8 +145,8 @@ def evaluate(
     from tqdm.auto import tqdm
 
     task = local_task(embedded, qrels, split)
-    ds = embedded.dataset
-    texts = [ds.corpus[d] for d in embedded.doc_ids] + [ds.queries[q] for q in embedded.query_ids]
+    doc_texts, query_texts = texts_of(embedded)
+    texts = doc_texts + query_texts
     rows_by_text = {t: i for i, t in enumerate(texts)}
     base = np.concatenate([embedded.doc_embeddings, embedded.query_embeddings])
     scores: dict[str, dict[int, float]] = {}
@@ -207,6 +212,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--dataset", default="scifact", help="BEIR dataset name (default: scifact)")
     p.add_argument("--data-root", "--data_root", default=None, help="folder of BEIR datasets (default: $MATRYOSHKA_DATA_ROOT, else ./data)")
     p.add_argument("--split", default="test", help="qrels split to score (default: test)")
+    p.add_argument("--embeddings", default=None, help="folder of precomputed vectors instead of a dataset (see README)")
+    p.add_argument("--qrels", default=None, help="qrels TSV (default: <dataset folder>/qrels/<split>.tsv)")
+    p.add_argument("--id-column", "--id_column", default="id", help="parquet vector files: id column")
+    p.add_argument("--vector-column", "--vector_column", default="embedding", help="parquet vector files: vector column")
     p.add_argument("--model", default=DEFAULT_MODEL, help="base SentenceTransformer model")
     p.add_argument("--max-seq-length", "--max_seq_length", type=int, default=None)
     p.add_argument("--cache-dir", "--cache_dir", default=None, help="embedding cache (default: $MATRYOSHKA_CACHE_DIR, else ./.cache/embeddings)")
@@ -222,11 +231,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     start = time.perf_counter()
-    ds: BeirDataset = load_dataset_folder(args.dataset, args.data_root)
-    if args.max_docs is not None:
-        ds.corpus = dict(list(ds.corpus.items())[: args.max_docs])
-    qrels = ds.qrels(args.split)
-    embedded = embed_dataset(ds, Encoder(args.model, args.max_seq_length, args.cache_dir, device=args.device))
+    source = Source(
+        dataset=args.dataset, data_root=args.data_root, embeddings=args.embeddings, qrels=args.qrels,
+        max_docs=args.max_docs, model=args.model, max_seq_length=args.max_seq_length, cache_dir=args.cache_dir,
+        device=args.device, id_column=args.id_column, vector_column=args.vector_column,
+    )
+    embedded, qrels, qrels_path = source.load(args.split)
+    if qrels is None:
+        raise InputError(f"{qrels_path or '--qrels'}: no qrels to evaluate against")
     try:
         dims = validate_dims([int(x) for x in args.dims.split(",") if x.strip()], embedded.doc_embeddings.shape[1])
     except ValueError as e:
@@ -237,20 +249,22 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     import mteb
 
     payload = {
-        "dataset": ds.name,
+        "dataset": embedded.name,
         "split": args.split,
         "metric": "ndcg_at_10",
-        "base_model": args.model,
+        "base_model": embedded.base_model,
+        "qrels": str(qrels_path),
         "dims": list(dims),
         "n_documents": len(embedded.doc_ids),
         "n_queries": sum(q in qrels for q in embedded.query_ids),
         "mteb_version": mteb.__version__,
-        "adaptors": {n: str(Path(args.models_dir) / f"{ds.name}_{n}") for n in methods if n in ADAPTOR_STAGES},
+        "adaptors": {n: str(Path(args.models_dir) / f"{embedded.name}_{n}") for n in methods if n in ADAPTOR_STAGES},
         "scores": {name: {str(d): round(v, 5) for d, v in by_dim.items()} for name, by_dim in scores.items()},
         "seconds": round(time.perf_counter() - start, 1),
     }
-    write_json_atomic(Path(args.results_dir) / f"eval_results_{ds.name}.json", payload)
-    plot(scores, dims, f"{ds.name} ({args.split}), {args.model.split('/')[-1]}", Path(args.plots_dir) / f"eval_results_{ds.name}.png")
+    write_json_atomic(Path(args.results_dir) / f"eval_results_{embedded.name}.json", payload)
+    title = f"{embedded.name} ({args.split}), {embedded.base_model.split('/')[-1]}"
+    plot(scores, dims, title, Path(args.plots_dir) / f"eval_results_{embedded.name}.png")
     print(format_table(scores, dims))
     return payload
 

@@ -1,0 +1,56 @@
+"""Where a run's vectors and qrels come from: a BEIR dataset embedded by the base model, or precomputed vectors."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from .data import load_dataset_folder, read_qrels
+from .embeddings import DEFAULT_MODEL, EmbeddedDataset, Encoder, embed_dataset
+from .errors import InputError
+from .vector_files import load_embedding_folder
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Source:
+    """The options that pick a run's inputs; main.py and eval.py fill it from their command lines."""
+
+    dataset: str = "scifact"  # BEIR dataset name (ignored with `embeddings`)
+    data_root: str | None = None
+    embeddings: str | None = None  # folder of precomputed vectors (vector_files.py); no model is loaded
+    qrels: str | None = None  # qrels TSV; default for BEIR: <dataset folder>/qrels/<split>.tsv
+    max_docs: int | None = None  # keep only the first N documents
+    model: str = DEFAULT_MODEL
+    max_seq_length: int | None = None
+    cache_dir: str | None = None
+    device: str | None = None
+    id_column: str = "id"
+    vector_column: str = "embedding"
+
+    @property
+    def name(self) -> str:
+        return Path(self.embeddings).name if self.embeddings else self.dataset
+
+    def load(self, split: str) -> tuple[EmbeddedDataset, dict[str, dict[str, int]] | None, Path | None]:
+        """(vectors, qrels of `split` or None when there is no such file, the qrels path)."""
+        if self.embeddings:
+            embedded = load_embedding_folder(self.embeddings, self.name, self.model, self.id_column, self.vector_column)
+            if self.max_docs is not None:
+                embedded.doc_ids = embedded.doc_ids[: self.max_docs]
+                embedded.doc_embeddings = embedded.doc_embeddings[: self.max_docs]
+            path = Path(self.qrels) if self.qrels else None
+            return embedded, (embedded.qrels(path) if path else None), path
+        ds = load_dataset_folder(self.dataset, self.data_root)
+        if self.max_docs is not None:
+            ds.corpus = dict(list(ds.corpus.items())[: self.max_docs])
+        path = Path(self.qrels) if self.qrels else ds.qrels_path(split)
+        if self.qrels and not path.is_file():
+            raise InputError(f"{path}: file not found")
+        # qrels are read before encoding, so a bad file fails before minutes of work
+        qrels = read_qrels(path, set(ds.queries), set(ds.corpus)) if path.is_file() else None
+        device = None if self.device in (None, "auto") else self.device
+        embedded = embed_dataset(ds, Encoder(self.model, self.max_seq_length, self.cache_dir, device=device))
+        return embedded, qrels, path
