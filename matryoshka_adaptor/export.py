@@ -71,7 +71,7 @@ def export_sentence_transformer(
         raise InputError(f"{out} already exists: pass --overwrite to replace it")
     adaptor = MatryoshkaAdaptor.load(adaptor_folder)
     base = SentenceTransformer(resolve_model_path(adaptor.config.base_model), device="cpu")
-    dim = base.get_sentence_embedding_dimension()
+    dim = base.get_embedding_dimension()
     if dim != adaptor.config.input_dim:
         raise InputError(f"{adaptor.config.base_model} gives {dim}-dim embeddings, the adaptor expects {adaptor.config.input_dim}")
     model = SentenceTransformer(modules=[*base, *adaptor_as_dense_layers(adaptor)], device="cpu")

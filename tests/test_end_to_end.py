@@ -118,3 +118,58 @@ def test_mteb_evaluation_writes_results_and_plot(trained: Path, capsys: pytest.C
     assert scores["pca_rotation"]["384"] == pytest.approx(scores["base"]["384"], abs=1e-4)
     assert (out / "eval_results_scifact.png").stat().st_size > 10_000
     assert "supervised" in capsys.readouterr().out
+
+
+def test_numpy_inference_and_sentence_transformers_export_match_transform(trained: Path) -> None:
+    from sentence_transformers import SentenceTransformer
+
+    from matryoshka_adaptor import NumpyAdaptor
+    from matryoshka_adaptor.data import load_dataset_folder
+    from matryoshka_adaptor.embeddings import DEFAULT_MODEL, resolve_model_path
+    from matryoshka_adaptor.export import main as export_main
+
+    folder = trained / "models" / "scifact_supervised"
+    texts = list(load_dataset_folder("scifact", DATA_ROOT).queries.values())[:40]
+    base = SentenceTransformer(resolve_model_path(DEFAULT_MODEL), device="cpu").encode(texts)
+    adaptor = MatryoshkaAdaptor.load(folder)
+    np.testing.assert_allclose(NumpyAdaptor.load(folder).transform(base), adaptor.transform(base), atol=1e-5)
+
+    assert export_main([str(folder), str(trained / "st")]) == 0
+    exported = SentenceTransformer(str(trained / "st"), truncate_dim=64, device="cpu")  # no trust_remote_code
+    got = exported.encode(texts)
+    want = adaptor.transform(base, dim=64)
+    cosines = (got * want).sum(axis=1) / np.linalg.norm(got, axis=1)
+    assert got.shape == (40, 64) and cosines.min() > 0.9999
+
+
+def test_bring_your_own_embeddings(trained: Path) -> None:
+    """Vectors from files, no model: train and evaluate with --embeddings and --qrels."""
+    from matryoshka_adaptor.data import load_dataset_folder
+    from matryoshka_adaptor.embeddings import Encoder, embed_dataset
+
+    ds = load_dataset_folder("scifact", DATA_ROOT)
+    ds.corpus = dict(list(ds.corpus.items())[:MAX_DOCS])
+    embedded = embed_dataset(ds, Encoder(cache_dir=trained / "cache"))  # cached by the first run
+    own = trained / "own"
+    own.mkdir()
+    np.save(own / "corpus.npy", embedded.doc_embeddings)
+    (own / "corpus_ids.txt").write_text("\n".join(embedded.doc_ids) + "\n")
+    np.save(own / "queries.npy", embedded.query_embeddings)
+    (own / "queries_ids.txt").write_text("\n".join(embedded.query_ids) + "\n")
+    qrels = Path(DATA_ROOT) / "scifact" / "qrels"
+    args = _args(trained, f"--embeddings={own}", f"--qrels={qrels / 'train.tsv'}", f"--output_dir={trained / 'own_models'}")
+    assert main.main(args) == 0
+    for stage in ("unsupervised", "supervised"):  # same vectors, same seed: the same adaptors as the text run
+        x = embedded.doc_embeddings[:20]
+        np.testing.assert_allclose(
+            MatryoshkaAdaptor.load(trained / "own_models" / f"own_{stage}").transform(x),
+            MatryoshkaAdaptor.load(trained / "models" / f"scifact_{stage}").transform(x),
+            atol=1e-5,
+        )
+    out = trained / "own_eval"
+    code = eval_main(
+        [f"--embeddings={own}", f"--qrels={qrels / 'test.tsv'}", f"--models-dir={trained / 'own_models'}", "--dims=64,384",
+         f"--results-dir={out}", f"--plots-dir={out}"]
+    )
+    assert code == 0
+    assert set(json.loads((out / "eval_results_own.json").read_text())["scores"]) >= {"base", "supervised"}
