@@ -27,7 +27,9 @@ from matryoshka_adaptor.baselines import PCA, PCARotation, Truncation
 from matryoshka_adaptor.embeddings import DEFAULT_MODEL, EmbeddedDataset
 from matryoshka_adaptor.errors import InputError
 from matryoshka_adaptor.losses import validate_dims
+from matryoshka_adaptor.metrics import relevance_matrix
 from matryoshka_adaptor.model import MatryoshkaAdaptor
+from matryoshka_adaptor.shortlist import compare_search_plans, megabytes_per_million, smallest_dim_within
 from matryoshka_adaptor.sources import Source
 
 logger = logging.getLogger("matryoshka_adaptor.eval")
@@ -162,6 +164,56 @@ def evaluate(
     return scores
 
 
+def choose_dims(scores: dict[str, dict[int, float]], dims: tuple[int, ...]) -> dict[str, dict[str, Any]]:
+    """Per method, the smallest dim within 1% and within 5% of the base model at full dim, and its memory."""
+    if "base" not in scores:
+        return {}
+    target = scores["base"][dims[-1]]
+    out: dict[str, dict[str, Any]] = {}
+    for name, by_dim in scores.items():
+        out[name] = {}
+        for label, fraction in (("within_1pct", 0.01), ("within_5pct", 0.05)):
+            dim = smallest_dim_within(by_dim, target, fraction)
+            out[name][label] = {"dim": dim, "mb_per_million_float32": megabytes_per_million(dim) if dim else None}
+    return out
+
+
+def format_choices(choices: dict[str, dict[str, Any]], full: int) -> str:
+    lines = [f"smallest dim within 1% / 5% of base@{full} nDCG@10 (MB per million float32 vectors)"]
+    for name, c in choices.items():
+        cells = [f"{c[k]['dim']} ({c[k]['mb_per_million_float32']:.0f} MB)" if c[k]["dim"] else "none" for k in ("within_1pct", "within_5pct")]
+        lines.append(f"  {name:<14} {cells[0]:>16} / {cells[1]}")
+    return "\n".join(lines)
+
+
+def search_plans(
+    embedded: EmbeddedDataset, qrels: dict[str, dict[str, int]], methods: dict[str, Transform], dims: tuple[int, ...], shortlist: int
+) -> dict[str, Any]:
+    """Shortlist-and-rerank against one-stage search, for every method (see shortlist.py)."""
+    rows = [i for i, q in enumerate(embedded.query_ids) if q in qrels]
+    relevance = relevance_matrix(qrels, [embedded.query_ids[i] for i in rows], embedded.doc_index)
+    queries = embedded.query_embeddings[rows]
+    return {
+        name: compare_search_plans(transform, embedded.doc_embeddings, queries, relevance, dims, shortlist)
+        for name, transform in methods.items()
+        if name != "pca"  # centred PCA needs its mean; the other plans cover the question
+    }
+
+
+def format_plans(plans: dict[str, Any]) -> str:
+    lines = ["shortlist@k + rerank at full dim vs one-stage search at k: nDCG@10, ms per query (one query at a time)"]
+    for name, plan in plans.items():
+        for k, r in plan["shortlist_rerank"].items():
+            o = plan["one_stage"][k]
+            lines.append(
+                f"  {name:<14} k={k:>4}  rerank {r['ndcg_at_10']:.4f} {r['ms_per_query']:.3f} ms   "
+                f"one-stage {o['ndcg_at_10']:.4f} {o['ms_per_query']:.3f} ms   (full dim {r['full_dim_ms_per_query']:.3f} ms)"
+            )
+        full = plan["one_stage"][max(plan["one_stage"], key=int)]
+        lines.append(f"  {name:<14} full        {full['ndcg_at_10']:.4f} {full['ms_per_query']:.3f} ms")
+    return "\n".join(lines)
+
+
 def format_table(scores: dict[str, dict[int, float]], dims: tuple[int, ...]) -> str:
     header = f"{'method':<14}" + "".join(f"{d:>8}" for d in dims)
     lines = [header, "-" * len(header)]
@@ -199,12 +251,42 @@ def plot(scores: dict[str, dict[int, float]], dims: tuple[int, ...], title: str,
         ax.set_xticks(list(dims), [str(d) for d in dims])
         ax.grid(alpha=0.3)
         ax.legend()
+    save_figure(fig, path)
+
+
+def save_figure(fig, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
     fig.savefig(tmp, dpi=120)
     plt.close(fig)
     os.replace(tmp, path)
+
+
+def plot_search_plans(plans: dict[str, Any], dims: tuple[int, ...], title: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.8))
+    ks = [d for d in dims if d != dims[-1]]
+    for i, (name, plan) in enumerate(plans.items()):
+        color = f"C{i}"
+        for key, style, label in (("shortlist_rerank", "-", "rerank"), ("one_stage", ":", "one-stage")):
+            axes[0].plot(ks, [plan[key][str(k)]["ndcg_at_10"] for k in ks], style, color=color, marker="o", label=f"{name} {label}")
+            axes[1].plot(ks, [plan[key][str(k)]["ms_per_query"] for k in ks], style, color=color, marker="o", label=f"{name} {label}")
+        axes[1].plot(ks, [plan["shortlist_rerank"][str(k)]["full_dim_ms_per_query"] for k in ks], "--", color=color, lw=0.8)
+    axes[0].set(xlabel="k (dims used for the first pass)", ylabel="nDCG@10", title=title)
+    axes[1].set(xlabel="k (dims used for the first pass)", ylabel="ms per query (dashed: full-dim search)", title="search time")
+    for ax in axes:
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(ks, [str(k) for k in ks])
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    save_figure(fig, path)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -226,6 +308,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--results-dir", "--results_dir", default="results")
     p.add_argument("--plots-dir", "--plots_dir", default="plots")
     p.add_argument("--device", default=None)
+    p.add_argument("--shortlist", type=int, default=100, help="N for shortlist-and-rerank (0: skip that comparison)")
     return p.parse_args(argv)
 
 
@@ -246,6 +329,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     names = [m.strip() for m in args.methods.split(",") if m.strip()]
     methods = methods_to_run(embedded, Path(args.models_dir), names)
     scores = evaluate(embedded, qrels, args.split, methods, dims)
+    choices = choose_dims(scores, dims)
+    plans = search_plans(embedded, qrels, methods, dims, args.shortlist) if args.shortlist > 0 else {}
     import mteb
 
     payload = {
@@ -260,12 +345,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "mteb_version": mteb.__version__,
         "adaptors": {n: str(Path(args.models_dir) / f"{embedded.name}_{n}") for n in methods if n in ADAPTOR_STAGES},
         "scores": {name: {str(d): round(v, 5) for d, v in by_dim.items()} for name, by_dim in scores.items()},
+        "choose_dim": choices,
+        "shortlist": args.shortlist,
+        "search_plans": plans,
         "seconds": round(time.perf_counter() - start, 1),
     }
     write_json_atomic(Path(args.results_dir) / f"eval_results_{embedded.name}.json", payload)
     title = f"{embedded.name} ({args.split}), {embedded.base_model.split('/')[-1]}"
     plot(scores, dims, title, Path(args.plots_dir) / f"eval_results_{embedded.name}.png")
+    if plans:
+        plot_search_plans(plans, dims, f"{embedded.name}: shortlist {args.shortlist} with k dims, rerank at {dims[-1]}", Path(args.plots_dir) / f"shortlist_rerank_{embedded.name}.png")
     print(format_table(scores, dims))
+    print(format_choices(choices, dims[-1]))
+    if plans:
+        print(format_plans(plans))
     return payload
 
 

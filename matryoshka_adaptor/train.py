@@ -133,9 +133,12 @@ class StageLog:
 
 
 def seed_everything(seed: int) -> None:
+    """Seed every generator and ask torch for deterministic kernels (the scatter-adds in the backward pass of
+    gathered embeddings otherwise accumulate in thread order, and two runs drift apart)."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
 
 
 def resolve_device(device: str) -> torch.device:

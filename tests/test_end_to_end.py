@@ -117,6 +117,12 @@ def test_mteb_evaluation_writes_results_and_plot(trained: Path, capsys: pytest.C
     # an orthogonal rotation keeps every full-dim cosine, so MTEB must score it exactly as the base model
     assert scores["pca_rotation"]["384"] == pytest.approx(scores["base"]["384"], abs=1e-4)
     assert (out / "eval_results_scifact.png").stat().st_size > 10_000
+    assert (out / "shortlist_rerank_scifact.png").stat().st_size > 10_000
+    plans = results["search_plans"]["supervised"]
+    # one-stage search is scored by our own code: it must agree with MTEB's nDCG@10
+    for dim in ("32", "128", "384"):
+        assert plans["one_stage"][dim]["ndcg_at_10"] == pytest.approx(scores["supervised"][dim], abs=2e-3)
+    assert set(results["choose_dim"]["supervised"]) == {"within_1pct", "within_5pct"}
     assert "supervised" in capsys.readouterr().out
 
 
