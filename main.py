@@ -21,7 +21,7 @@ import torch
 
 from matryoshka_adaptor.embeddings import DEFAULT_MODEL as _DEFAULT_MODEL  # underscore: not a --key
 from matryoshka_adaptor.sources import Source
-from matryoshka_adaptor.errors import InputError
+from matryoshka_adaptor.errors import InputError, run_command
 from matryoshka_adaptor.train import STAGES, Supervision, Trainer, TrainConfig, seed_everything, split_validation
 
 logger = logging.getLogger("main")
@@ -160,16 +160,12 @@ def train(run: dict[str, Any], config: TrainConfig) -> dict[str, Path]:
 
 
 def main(argv: list[str]) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    try:
+    def action() -> None:
         run, config = parse_args(argv)
-        folders = train(run, config)
-    except InputError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    for stage, folder in folders.items():
-        logger.info("%s adaptor: %s", stage, folder)
-    return 0
+        for stage, folder in train(run, config).items():
+            logger.info("%s adaptor: %s", stage, folder)
+
+    return run_command(action)
 
 
 if __name__ == "__main__":

@@ -69,7 +69,7 @@ def _read_jsonl(path: Path, required: tuple[str, ...]) -> list[dict]:
             missing = [k for k in required if k not in row]
             if missing:
                 raise InputError(f"{path}:{lineno}: missing field(s) {', '.join(missing)}")
-            if not isinstance(row["text"], str) or not isinstance(row.get("title", ""), str):
+            if not isinstance(row["text"], str) or not isinstance(row.get("title") or "", str):  # null title = none
                 raise InputError(f"{path}:{lineno}: 'text' and 'title' must be strings")
             row["_id"] = str(row["_id"])
             row["_lineno"] = lineno
@@ -111,8 +111,8 @@ def read_qrels(path: Path, query_ids: set[str], doc_ids: set[str]) -> dict[str, 
             if len(fields) != 3:
                 raise InputError(f"{path}:{lineno}: expected 3 tab-separated fields (query-id, corpus-id, score)")
             qid, did, score = (x.strip() for x in fields)
-            if lineno == 1 and not score.lstrip("-").isdigit():
-                continue  # header
+            if lineno == 1 and score.lower() == "score":
+                continue  # BEIR's header: query-id, corpus-id, score
             try:
                 y = int(score)
             except ValueError:
@@ -140,6 +140,8 @@ def fetch_from_hub(name: str, folder: Path) -> None:
         for config, filename in (("corpus", "corpus.jsonl"), ("queries", "queries.jsonl")):
             with (tmp / filename).open("w", encoding="utf-8") as f:
                 for row in load_dataset(repo, config, split=config):
+                    row = dict(row)
+                    row.setdefault("_id", row.pop("id", None))  # some hub copies name the id column "id"
                     f.write(json.dumps(row) + "\n")
         (tmp / "qrels").mkdir()
         for split in get_dataset_split_names(repo, "default"):

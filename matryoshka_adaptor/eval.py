@@ -25,8 +25,8 @@ if __package__ in (None, ""):  # run as a script: make the repo root importable 
 
 from matryoshka_adaptor.baselines import PCA, PCARotation, Truncation
 from matryoshka_adaptor.embeddings import DEFAULT_MODEL, EmbeddedDataset
-from matryoshka_adaptor.errors import InputError
-from matryoshka_adaptor.losses import validate_dims
+from matryoshka_adaptor.errors import InputError, run_command
+from matryoshka_adaptor.losses import default_dims, validate_dims
 from matryoshka_adaptor.metrics import relevance_matrix
 from matryoshka_adaptor.model import MatryoshkaAdaptor
 from matryoshka_adaptor.shortlist import compare_search_plans, megabytes_per_million, smallest_dim_within
@@ -34,7 +34,6 @@ from matryoshka_adaptor.sources import Source
 
 logger = logging.getLogger("matryoshka_adaptor.eval")
 
-DEFAULT_DIMS = (16, 32, 64, 128, 192, 256, 320, 384)
 ADAPTOR_STAGES = ("unsupervised", "supervised")
 Transform = Callable[[np.ndarray, int], np.ndarray]
 
@@ -303,7 +302,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--cache-dir", "--cache_dir", default=None, help="embedding cache (default: $MATRYOSHKA_CACHE_DIR, else ./.cache/embeddings)")
     p.add_argument("--models-dir", "--models_dir", default="saved_models", help="where main.py saved the adaptors")
     p.add_argument("--methods", default="base,pca,pca_rotation,unsupervised,supervised")
-    p.add_argument("--dims", default=",".join(map(str, DEFAULT_DIMS)), help="comma-separated, increasing")
+    p.add_argument("--dims", default=None, help="comma-separated, increasing (default: 16, 32, 64, then steps of width/6)")
     p.add_argument("--max-docs", "--max_docs", type=int, default=None, help="first N documents only (as in training)")
     p.add_argument("--results-dir", "--results_dir", default="results")
     p.add_argument("--plots-dir", "--plots_dir", default="plots")
@@ -323,7 +322,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if qrels is None:
         raise InputError(f"{qrels_path or '--qrels'}: no qrels to evaluate against")
     try:
-        dims = validate_dims([int(x) for x in args.dims.split(",") if x.strip()], embedded.doc_embeddings.shape[1])
+        width = embedded.doc_embeddings.shape[1]
+        dims = validate_dims([int(x) for x in args.dims.split(",") if x.strip()] if args.dims else default_dims(width), width)
     except ValueError as e:
         raise InputError(f"--dims {args.dims!r}: {e}") from None
     names = [m.strip() for m in args.methods.split(",") if m.strip()]
@@ -363,13 +363,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str]) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    try:
-        run(parse_args(argv))
-    except InputError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return run_command(lambda: run(parse_args(argv)))
 
 
 if __name__ == "__main__":

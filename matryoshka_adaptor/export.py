@@ -9,6 +9,8 @@ the export carries z through f's ReLU layers as relu(z) and relu(-z), since z = 
 This is exact for activation='relu' only; other activations are refused.
 
     python -m matryoshka_adaptor.export saved_models/scifact_supervised exported/scifact_supervised
+    # and check it on every document and query of SciFact against transform() of the cached base embeddings:
+    python -m matryoshka_adaptor.export saved_models/scifact_supervised exported/scifact_supervised --verify-dataset=scifact
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ import torch
 from torch import nn
 
 from .embeddings import resolve_model_path
-from .errors import InputError
+from .errors import InputError, run_command
 from .model import MatryoshkaAdaptor
+from .sources import Source
 
 logger = logging.getLogger(__name__)
 
@@ -89,19 +92,47 @@ def export_sentence_transformer(
     return out
 
 
+def verify_export(
+    exported: str | os.PathLike[str], adaptor_folder: str | os.PathLike[str], source: Source, dim: int
+) -> dict[str, float]:
+    """Encode every document and query of a dataset with the exported model and compare, row by row, with
+    MatryoshkaAdaptor.transform (and the numpy path) of the cached base embeddings."""
+    import numpy as np
+    from sentence_transformers import SentenceTransformer
+
+    from .numpy_adaptor import NumpyAdaptor
+
+    embedded, _, _ = source.load("test")
+    if embedded.doc_texts is None or embedded.query_texts is None:
+        raise InputError("verifying an export needs a text dataset, not precomputed vectors")
+    base = np.concatenate([embedded.doc_embeddings, embedded.query_embeddings])
+    want = MatryoshkaAdaptor.load(adaptor_folder).transform(base, dim=dim)
+    numpy_gap = float(np.abs(NumpyAdaptor.load(adaptor_folder).transform(base, dim=dim) - want).max())
+    model = SentenceTransformer(str(exported), truncate_dim=dim, device=source.device)
+    got = model.encode(embedded.doc_texts + embedded.query_texts, batch_size=64, show_progress_bar=True)
+    cosines = (got * want).sum(axis=1) / np.linalg.norm(got, axis=1)
+    report = {"texts": len(got), "dim": dim, "min_cosine": float(cosines.min()), "numpy_max_abs_diff": numpy_gap}
+    logger.info("export check on %s: %s", embedded.name, report)
+    return report
+
+
 def main(argv: list[str]) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     p = argparse.ArgumentParser(description="Export an adaptor as a Sentence-Transformers model folder.")
     p.add_argument("adaptor", help="saved adaptor folder (config.json + model.safetensors)")
     p.add_argument("out", help="folder to write")
     p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--verify-dataset", default=None, help="then check the export on every text of this BEIR dataset")
+    p.add_argument("--data-root", default=None, help="folder of BEIR datasets (default: $MATRYOSHKA_DATA_ROOT)")
+    p.add_argument("--verify-dim", type=int, default=64)
     args = p.parse_args(argv)
-    try:
-        export_sentence_transformer(args.adaptor, args.out, args.overwrite)
-    except InputError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+
+    def action() -> None:
+        out = export_sentence_transformer(args.adaptor, args.out, args.overwrite)
+        if args.verify_dataset:
+            source = Source(dataset=args.verify_dataset, data_root=args.data_root, model=MatryoshkaAdaptor.load(args.adaptor).config.base_model)
+            print(verify_export(out, args.adaptor, source, args.verify_dim))
+
+    return run_command(action)
 
 
 if __name__ == "__main__":

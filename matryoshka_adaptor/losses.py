@@ -29,6 +29,15 @@ def validate_dims(dims: Sequence[int], embedding_dim: int | None = None) -> tupl
     return dims
 
 
+def default_dims(width: int) -> tuple[int, ...]:
+    """The Matryoshka ladder for a width: powers of two from 16, then steps of about width/6 (a multiple of 64 for
+    widths from 384, else of 8) up to the width itself; for 384 dims: 16, 32, 64, 128, 192, 256, 320, 384."""
+    unit = 64 if width >= 384 else 8
+    step = max(unit, round(width / 6 / unit) * unit)
+    small = [m for m in (16, 32, 64, 128, 256, 512) if m < min(step, width)]
+    return tuple(small + [m for m in range(step, width, step)] + [width])
+
+
 def dim_weights(dims: Sequence[int], weighting: str) -> torch.Tensor:
     """Weights over dims that sum to 1: 'uniform' (the paper), or 'log' (more weight to small dims)."""
     if weighting == "uniform":

@@ -67,7 +67,7 @@ def compare_search_plans(
     relevance: torch.Tensor,
     dims: tuple[int, ...],
     shortlist: int,
-    repeats: int = 5,
+    repeats: int = 3,
 ) -> dict[str, dict[str, dict[str, float]]]:
     """nDCG@10 and ms per query of one-stage search at each k and of shortlist@k + full rerank (k < full)."""
     full = dims[-1]
@@ -77,9 +77,9 @@ def compare_search_plans(
     full_plan = lambda i: one_stage(q_full[i], d_full)  # noqa: E731
     for k in dims:
         q_k, d_k = transform(queries, k), transform(docs, k)
-        plans = {"one_stage": lambda i: one_stage(q_k[i], d_k), "full_dim": full_plan}
+        plans = {"one_stage": lambda i, q=q_k, d=d_k: one_stage(q[i], d), "full_dim": full_plan}
         if k != full:
-            plans["shortlist_rerank"] = lambda i: shortlist_rerank(q_k[i], d_k, q_full[i], d_full, shortlist)
+            plans["shortlist_rerank"] = lambda i, q=q_k, d=d_k: shortlist_rerank(q[i], d, q_full[i], d_full, shortlist)
         ms = time_per_query(plans, len(queries), repeats)
         for name in ("one_stage", "shortlist_rerank"):
             if name in plans:

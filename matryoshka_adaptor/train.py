@@ -19,7 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .errors import InputError
-from .losses import dim_weights, pair_loss, prefix_cosine, rank_loss, reconstruction_loss, topk_loss, validate_dims
+from .losses import default_dims, dim_weights, pair_loss, prefix_cosine, rank_loss, reconstruction_loss, topk_loss, validate_dims
 from .metrics import ndcg_at_k
 from .model import AdaptorConfig, MatryoshkaAdaptor
 from .vectors import pca_rotation
@@ -34,7 +34,7 @@ STAGES = ("unsupervised", "supervised")
 class TrainConfig:
     """Every knob of a training run; saved inside each adaptor's config.json."""
 
-    dims: tuple[int, ...] = (16, 32, 64, 128, 192, 256, 320, 384)
+    dims: tuple[int, ...] | None = None  # None: losses.default_dims(width), 16, 32, 64, 128, 192, ..., 384 for 384-dim
     dim_weighting: str = "uniform"  # 'uniform' as in the paper; 'log' favours small dims
     seed: int = 42
     # architecture of f
@@ -63,8 +63,9 @@ class TrainConfig:
     max_dim_drop: float = 0.005  # an epoch is kept only if no dim's val nDCG@10 is this much below start or base
 
     def __post_init__(self) -> None:
-        self.dims = validate_dims(self.dims)
-        dim_weights(self.dims, self.dim_weighting)  # validates the name
+        if self.dims is not None:
+            self.dims = validate_dims((self.dims,) if isinstance(self.dims, int) else self.dims)
+        dim_weights([1], self.dim_weighting)  # validates the name
         if not 0.0 < self.val_fraction < 1.0:
             raise InputError(f"val_fraction {self.val_fraction}: expected a value in (0, 1)")
         for name in ("unsup_epochs", "sup_epochs", "unsup_batch_size", "sup_batch_size", "topk", "patience"):
@@ -164,7 +165,7 @@ class Trainer:
         self.device = resolve_device(device)
         if len(corpus) < 2:
             raise InputError(f"corpus of {len(corpus)} embeddings: expected at least 2")
-        self.dims = validate_dims(config.dims, corpus.shape[1])
+        self.dims = validate_dims(config.dims or default_dims(corpus.shape[1]), corpus.shape[1])
         self.weights = dim_weights(self.dims, config.dim_weighting).to(self.device)
         self.corpus = torch.from_numpy(np.ascontiguousarray(corpus, dtype=np.float32)).to(self.device)
         self.neighbors = mine_neighbors(self.corpus, min(config.topk, len(corpus) - 1))
@@ -178,7 +179,7 @@ class Trainer:
             num_hidden_layers=c.num_hidden_layers,
             activation=c.activation,
             input_rotation=c.input_rotation,
-            training={"config": asdict(c), **provenance},
+            training={"config": {**asdict(c), "dims": list(self.dims)}, **provenance},
         )
         rotation = pca_rotation(self.corpus.cpu().numpy()) if c.input_rotation == "pca" else None
         return MatryoshkaAdaptor(config, rotation).to(self.device)

@@ -4,8 +4,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from matryoshka_adaptor.config import AdaptorConfig
 from matryoshka_adaptor.errors import InputError
 from matryoshka_adaptor.losses import (
+    default_dims,
     dim_weights,
     pair_loss,
     prefix_cosine,
@@ -14,88 +16,159 @@ from matryoshka_adaptor.losses import (
     topk_loss,
     validate_dims,
 )
+from matryoshka_adaptor.model import MatryoshkaAdaptor
+from matryoshka_adaptor.vectors import pca_rotation
 
+W1 = torch.ones(1)
 W2 = torch.tensor([0.5, 0.5])
+X = torch.randn(6, 8, generator=torch.Generator().manual_seed(0))
+NEXT = [1, 2, 3, 4, 5, 0]  # each row's "neighbour" for the top-k loss
 
 
-def test_identity_gives_zero_pair_and_topk_loss_at_full_dim() -> None:
-    x = torch.randn(6, 8, generator=torch.Generator().manual_seed(0))
-    nbrs = x[[1, 2, 3, 4, 5, 0]].unsqueeze(1)
-    assert pair_loss(x, x, [8], torch.ones(1)) == pytest.approx(0.0, abs=1e-6)
-    assert topk_loss(x, x, nbrs, nbrs, [8], torch.ones(1)) == pytest.approx(0.0, abs=1e-6)
-    assert pair_loss(x, x, [2], torch.ones(1)) > 0.01  # truncation does change cosines
+@pytest.mark.parametrize("rotation", [None, "pca"])
+def test_new_adaptor_gives_zero_pair_and_topk_loss_at_full_dim_only(rotation) -> None:
+    r = None if rotation is None else pca_rotation(X.numpy())
+    adapted = MatryoshkaAdaptor(AdaptorConfig(input_dim=8, hidden_dim=4), r)(X).detach()
+    base_nbrs, adapted_nbrs = X[NEXT].unsqueeze(1), adapted[NEXT].unsqueeze(1)
+    assert pair_loss(X, adapted, [8], W1) == pytest.approx(0.0, abs=1e-5)
+    assert topk_loss(X, adapted, base_nbrs, adapted_nbrs, [8], W1) == pytest.approx(0.0, abs=1e-5)
+    assert pair_loss(X, adapted, [2], W1) > 0.01  # truncation does change cosines
+    assert topk_loss(X, adapted, base_nbrs, adapted_nbrs, [2], W1) > 0.01
 
 
-def test_pair_loss_hand_computed() -> None:
-    base = torch.tensor([[1.0, 0.0], [0.0, 1.0]])  # cosine 0
-    adapted = torch.tensor([[1.0, 0.0], [1.0, 1.0]])  # cosine 1/sqrt(2) at dim 2, 1 at dim 1
-    expected = 0.5 * (1 / math.sqrt(2)) + 0.5 * 1.0
-    assert pair_loss(base, adapted, [1, 2], W2) == pytest.approx(expected, abs=1e-6)
+def test_pair_loss_hand_computed_3x2() -> None:
+    base = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])  # cosines (01, 02, 12): 0, 1/r2, 1/r2
+    adapted = torch.tensor([[1.0, 0.0], [1.0, 1.0], [-1.0, 1.0]])
+    r2 = math.sqrt(2)
+    at_dim_1 = (1 + (1 + 1 / r2) + (1 + 1 / r2)) / 3  # prefix cosines 1, -1, -1
+    at_dim_2 = (1 / r2 + r2 + 1 / r2) / 3  # cosines 1/r2, -1/r2, 0
+    expected = 0.25 * at_dim_1 + 0.75 * at_dim_2
+    assert pair_loss(base, adapted, [1, 2], torch.tensor([0.25, 0.75])) == pytest.approx(expected, abs=1e-6)
+
+
+def test_pair_loss_needs_two_embeddings() -> None:
+    with pytest.raises(InputError, match="at least 2 embeddings, got 1"):
+        pair_loss(X[:1], X[:1], [8], W1)
 
 
 def test_topk_loss_hand_computed() -> None:
-    base = torch.tensor([[1.0, 0.0]])
-    base_nbrs = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]])  # cosines 1, 0
-    adapted_nbrs = torch.tensor([[[1.0, 1.0], [0.0, 1.0]]])  # cosines 1/sqrt(2), 0
-    expected = (1 - 1 / math.sqrt(2)) / 2
-    assert topk_loss(base, base, base_nbrs, adapted_nbrs, [2], torch.ones(1)) == pytest.approx(expected, abs=1e-6)
+    base = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    base_nbrs = torch.tensor([[[1.0, 0.0], [0.0, 1.0]], [[0.0, 1.0], [1.0, 1.0]]])  # cosines 1, 0 | 1, 1/r2
+    adapted = torch.tensor([[1.0, 1.0], [0.0, 1.0]])
+    adapted_nbrs = torch.tensor([[[1.0, 1.0], [0.0, 1.0]], [[0.0, 1.0], [1.0, 0.0]]])  # cosines 1, 1/r2 | 1, 0
+    r2 = math.sqrt(2)
+    expected = (0 + 1 / r2 + 0 + 1 / r2) / 4
+    assert topk_loss(base, adapted, base_nbrs, adapted_nbrs, [2], W1) == pytest.approx(expected, abs=1e-6)
 
 
-def test_reconstruction_loss_is_mean_l1_norm() -> None:
+def test_reconstruction_loss() -> None:
     a = torch.zeros(2, 3)
     b = torch.tensor([[1.0, -1.0, 0.0], [0.0, 0.0, 2.0]])
-    assert reconstruction_loss(a, a) == 0
-    assert reconstruction_loss(a, b) == pytest.approx(2.0)
+    assert reconstruction_loss(b, b.clone()) == 0
+    # mean over embeddings of the L1 norm of the difference (coordinates summed, as in the paper)
+    assert reconstruction_loss(a, b) == pytest.approx((2.0 + 2.0) / 2)
+    assert reconstruction_loss(b, a) == pytest.approx(2.0)
 
 
-def test_rank_loss_prefers_the_relevant_document() -> None:
+def test_rank_loss_prefers_the_relevant_document_above() -> None:
     q = torch.tensor([[1.0, 0.0]])
     good = torch.tensor([[1.0, 0.0], [0.0, 1.0]])  # relevant doc 0 scores above doc 1
     bad = torch.tensor([[0.0, 1.0], [1.0, 0.0]])
     rel = torch.tensor([[1.0, 0.0]])
-    assert rank_loss(q, good, rel, [2], torch.ones(1), 0.1) < rank_loss(q, bad, rel, [2], torch.ones(1), 0.1)
-    # the exact value: softplus((s_k - s_j) / T) with s_j = 1, s_k = 0
-    assert rank_loss(q, good, rel, [2], torch.ones(1), 0.1) == pytest.approx(F.softplus(torch.tensor(-10.0)).item())
+    assert rank_loss(q, good, rel, [2], W1, 0.1) < rank_loss(q, bad, rel, [2], W1, 0.1)
+    # the exact values: softplus((s_k - s_j) / T) with (s_j, s_k) = (1, 0), then (0, 1)
+    assert rank_loss(q, good, rel, [2], W1, 0.1) == pytest.approx(F.softplus(torch.tensor(-10.0)).item(), rel=1e-5)
+    assert rank_loss(q, bad, rel, [2], W1, 0.1) == pytest.approx(F.softplus(torch.tensor(10.0)).item(), rel=1e-5)
 
 
-def test_rank_loss_weights_graded_pairs_by_label_gap() -> None:
+def test_rank_loss_weights_pairs_by_label_gap() -> None:
     q = torch.tensor([[1.0, 0.0]])
-    docs = torch.tensor([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0]])  # all tie: each pair costs log 2
-    rel = torch.tensor([[2.0, 1.0, 0.0]])
+    docs = torch.tensor([[0.6, 0.8], [1.0, 0.0]])
+    one = rank_loss(q, docs, torch.tensor([[1.0, 0.0]]), [2], W1, 0.5)
+    three = rank_loss(q, docs, torch.tensor([[3.0, 0.0]]), [2], W1, 0.5)
+    assert three.item() == pytest.approx(3 * one.item(), rel=1e-5)
+    ties = torch.tensor([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0]])  # all tie: each pair costs gap * log 2
     # pairs (0,1) gap 1, (0,2) gap 2, (1,2) gap 1: 4 log 2 over 2 relevant docs
-    assert rank_loss(q, docs, rel, [2], torch.ones(1), 1.0) == pytest.approx(2 * math.log(2), rel=1e-5)
+    assert rank_loss(q, ties, torch.tensor([[2.0, 1.0, 0.0]]), [2], W1, 1.0) == pytest.approx(2 * math.log(2), rel=1e-5)
 
 
-def test_rank_loss_rejects_bad_input() -> None:
-    q, docs = torch.ones(1, 2), torch.ones(2, 2)
-    with pytest.raises(InputError, match="at least one relevant"):
-        rank_loss(q, docs, torch.zeros(1, 2), [2], torch.ones(1), 0.1)
-    with pytest.raises(InputError, match="temperature"):
-        rank_loss(q, docs, torch.tensor([[1.0, 0.0]]), [2], torch.ones(1), 0.0)
+def test_rank_loss_averages_queries() -> None:
+    q = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    docs = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    rel = torch.tensor([[1.0, 0.0], [1.0, 0.0]])  # query 0 ranks it right, query 1 wrong
+    expected = (F.softplus(torch.tensor(-1.0)) + F.softplus(torch.tensor(1.0))).item() / 2
+    assert rank_loss(q, docs, rel, [2], W1, 1.0) == pytest.approx(expected, rel=1e-5)
 
 
-def test_gradients_reach_the_adapted_embeddings() -> None:
-    x = torch.randn(4, 6, generator=torch.Generator().manual_seed(1))
-    adapted = (x + 0.1).requires_grad_()
-    (pair_loss(x, adapted, [3, 6], W2) + rank_loss(adapted[:1], adapted, torch.tensor([[0.0, 1, 0, 0]]), [3], torch.ones(1), 0.1)).backward()
-    assert adapted.grad.abs().sum() > 0
+@pytest.mark.parametrize(
+    ("relevance", "temperature", "match"),
+    [
+        ([[1.0, 0.0], [0.0, 0.0]], 0.1, "at least one relevant document"),
+        ([[1.0, 0.0], [0.0, 1.0]], 0.0, r"temperature 0.0: expected > 0"),
+        ([[1.0, 0.0], [0.0, 1.0]], -1.0, r"temperature -1.0: expected > 0"),
+    ],
+)
+def test_rank_loss_rejects_bad_input(relevance, temperature, match) -> None:
+    with pytest.raises(InputError, match=match):
+        rank_loss(X[:2], X[:2], torch.tensor(relevance), [8], W1, temperature)
+
+
+def _pair(adapted):
+    return pair_loss(X, adapted, [3, 8], W2)
+
+
+def _topk(adapted):
+    return topk_loss(X, adapted, X[NEXT].unsqueeze(1), adapted[NEXT].unsqueeze(1), [3, 8], W2)
+
+
+def _rec(adapted):
+    return reconstruction_loss(X, adapted)
+
+
+def _rank(adapted):
+    return rank_loss(adapted[:2], adapted, torch.tensor([[0.0, 1, 0, 0, 0, 0], [1.0, 0, 0, 0, 0, 2]]), [3], W1, 0.1)
+
+
+@pytest.mark.parametrize("loss", [_pair, _topk, _rec, _rank])
+def test_gradients_reach_the_adapted_embeddings(loss) -> None:
+    adapted = (X + 0.1 * torch.randn(6, 8, generator=torch.Generator().manual_seed(1))).requires_grad_()
+    loss(adapted).backward()
+    assert adapted.grad is not None and adapted.grad.abs().sum() > 0
+    assert torch.isfinite(adapted.grad).all()
 
 
 @pytest.mark.parametrize(
     ("dims", "match"),
-    [([], "at least one"), ([32, 16], "increasing"), ([16, 16], "increasing"), ([0, 8], "positive"), ([16, 512], "larger than")],
+    [
+        ([], "expected at least one dim, got none"),
+        ([32, 16], r"\[32, 16\]: expected strictly increasing"),
+        ([16, 16], r"\[16, 16\]: expected strictly increasing"),
+        ([0, 8], r"\[0, 8\]: expected strictly increasing positive"),
+        ([-4, 8], "positive"),
+        ([16, 512], "dim 512 is larger than the embedding size 384"),
+    ],
 )
 def test_validate_dims_rejects(dims: list[int], match: str) -> None:
     with pytest.raises(InputError, match=match):
         validate_dims(dims, 384)
 
 
-def test_dim_weights() -> None:
-    for name in ("uniform", "log"):
-        assert dim_weights([16, 64, 384], name).sum() == pytest.approx(1.0)
+def test_validate_dims_accepts() -> None:
+    assert validate_dims([16, 64, 384], 384) == (16, 64, 384)
+    assert validate_dims([16, 4096]) == (16, 4096)  # no width given: no upper bound
+
+
+@pytest.mark.parametrize("name", ["uniform", "log"])
+def test_dim_weights_sum_to_one(name: str) -> None:
+    w = dim_weights([16, 64, 384], name)
+    assert w.shape == (3,) and w.sum() == pytest.approx(1.0) and (w > 0).all()
+
+
+def test_dim_weights_shapes() -> None:
+    assert dim_weights([16, 64, 384], "uniform").tolist() == pytest.approx([1 / 3] * 3)
     log = dim_weights([16, 384], "log")
     assert log[0] > log[1]
-    with pytest.raises(InputError, match="weighting"):
+    with pytest.raises(InputError, match="weighting 'cubic': expected 'uniform' or 'log'"):
         dim_weights([16], "cubic")
 
 
@@ -103,4 +176,14 @@ def test_prefix_cosine_uses_only_the_prefix() -> None:
     a = torch.tensor([[1.0, 0.0, 5.0]])
     b = torch.tensor([[1.0, 0.0, -5.0]])
     assert prefix_cosine(a, b, 2).item() == pytest.approx(1.0)
-    assert prefix_cosine(a, b, 3).item() < 0
+    assert prefix_cosine(a, b, 3).item() == pytest.approx(-24 / 26)
+
+
+@pytest.mark.parametrize("width", [64, 100, 384, 768, 1024, 1536])
+def test_default_dims_fit_the_width(width: int) -> None:
+    dims = default_dims(width)
+    assert validate_dims(dims, width) == dims and dims[-1] == width
+
+
+def test_default_dims_for_minilm() -> None:
+    assert default_dims(384) == (16, 32, 64, 128, 192, 256, 320, 384)

@@ -20,27 +20,61 @@ def trained_like(rotation: np.ndarray | None = None) -> MatryoshkaAdaptor:
     return a
 
 
-def test_new_adaptor_is_the_identity_or_the_rotation() -> None:
-    np.testing.assert_allclose(MatryoshkaAdaptor(AdaptorConfig(input_dim=8)).transform(X), X, atol=1e-6)
+def test_new_adaptor_is_exactly_the_identity() -> None:
+    x = torch.from_numpy(X)
+    with torch.no_grad():
+        assert torch.equal(MatryoshkaAdaptor(AdaptorConfig(input_dim=8))(x), x)
+    np.testing.assert_array_equal(MatryoshkaAdaptor(AdaptorConfig(input_dim=8)).transform(X), X)
+
+
+def test_new_adaptor_with_pca_is_exactly_the_rotation() -> None:
     r = pca_rotation(X)
+    x = torch.from_numpy(X)
+    with torch.no_grad():
+        assert torch.equal(MatryoshkaAdaptor(AdaptorConfig(input_dim=8), r)(x), x @ torch.from_numpy(r).T)
     np.testing.assert_allclose(MatryoshkaAdaptor(AdaptorConfig(input_dim=8), r).transform(X), X @ r.T, atol=1e-5)
+
+
+def test_trained_like_adaptor_is_not_the_identity() -> None:
+    assert np.abs(trained_like().transform(X) - X).max() > 1e-3  # so the round trips below test something
+
+
+def test_rotation_of_the_wrong_shape_is_rejected() -> None:
+    with pytest.raises(InputError, match=r"expected shape \(8, 8\), got \(4, 4\)"):
+        MatryoshkaAdaptor(AdaptorConfig(input_dim=8), np.eye(4))
 
 
 def test_pca_rotation_is_orthogonal_ordered_and_deterministic() -> None:
     r = pca_rotation(X)
+    assert r.shape == (8, 8)
     np.testing.assert_allclose(r @ r.T, np.eye(8), atol=1e-5)
-    variances = ((X @ r.T) ** 2).sum(axis=0)
+    variances = ((X @ r.T) ** 2).sum(axis=0)  # uncentred: the second moment along each axis
     assert np.all(np.diff(variances) <= 1e-4)
+    assert variances[0] > 1.5 * variances[-1]
     np.testing.assert_array_equal(r, pca_rotation(X.copy()))
+
+
+def test_pca_rotation_keeps_full_dim_cosines() -> None:
+    r = pca_rotation(X)
     unit = X / np.linalg.norm(X, axis=1, keepdims=True)
-    rotated = unit @ r.T
-    np.testing.assert_allclose(rotated @ rotated.T, unit @ unit.T, atol=1e-5)  # full-dim cosines kept
+    rotated = X @ r.T
+    rotated /= np.linalg.norm(rotated, axis=1, keepdims=True)
+    np.testing.assert_allclose(rotated @ rotated.T, unit @ unit.T, atol=1e-5)
 
 
-def test_transform_with_dim_gives_unit_prefixes() -> None:
-    y = trained_like().transform(X, dim=3)
-    assert y.shape == (20, 3)
+@pytest.mark.parametrize("dim", [1, 3, 8])
+def test_transform_with_dim_gives_unit_prefixes(dim: int) -> None:
+    a = trained_like()
+    y = a.transform(X, dim=dim)
+    assert y.shape == (20, dim) and y.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(y, axis=1), 1.0, atol=1e-5)
+    full = a.transform(X)
+    np.testing.assert_allclose(y, full[:, :dim] / np.linalg.norm(full[:, :dim], axis=1, keepdims=True), atol=1e-5)
+
+
+def test_transform_batches_agree() -> None:
+    a = trained_like(pca_rotation(X))
+    np.testing.assert_allclose(a.transform(X, batch_size=3), a.transform(X), atol=1e-6)
 
 
 def test_save_load_round_trip(tmp_path) -> None:
@@ -49,8 +83,10 @@ def test_save_load_round_trip(tmp_path) -> None:
     a.save(tmp_path / "ad")
     b = MatryoshkaAdaptor.load(tmp_path / "ad")
     np.testing.assert_array_equal(a.transform(X), b.transform(X))
+    np.testing.assert_array_equal(a.transform(X, dim=3), b.transform(X, dim=3))
     assert b.config == a.config
     assert json.loads((tmp_path / "ad" / "config.json").read_text())["training"] == {"seed": 3}
+    assert sorted(p.name for p in (tmp_path / "ad").iterdir()) == ["config.json", "model.safetensors"]
 
 
 def test_save_refuses_to_overwrite_and_keeps_the_old_files(tmp_path) -> None:
@@ -60,30 +96,50 @@ def test_save_refuses_to_overwrite_and_keeps_the_old_files(tmp_path) -> None:
     with pytest.raises(InputError, match="already exists"):
         other.save(tmp_path / "ad")
     assert {p.name: p.read_bytes() for p in (tmp_path / "ad").iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ad"]  # no temp folder left behind
     other.save(tmp_path / "ad", overwrite=True)
     np.testing.assert_array_equal(MatryoshkaAdaptor.load(tmp_path / "ad").transform(X), other.transform(X))
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["ad"]  # no temp folders left behind
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ad"]
 
 
-def test_load_names_the_missing_file(tmp_path) -> None:
-    (tmp_path / "ad").mkdir()
-    with pytest.raises(InputError, match="config.json"):
+@pytest.mark.parametrize("missing", ["config.json", "model.safetensors"])
+def test_load_names_the_missing_file(tmp_path, missing: str) -> None:
+    trained_like().save(tmp_path / "ad")
+    (tmp_path / "ad" / missing).unlink()
+    with pytest.raises(InputError, match=f"{missing}: missing"):
         MatryoshkaAdaptor.load(tmp_path / "ad")
 
 
-def test_transform_rejects_bad_input() -> None:
-    a = trained_like()
+def test_load_rejects_a_bad_config(tmp_path) -> None:
+    trained_like().save(tmp_path / "ad")
+    (tmp_path / "ad" / "config.json").write_text("{not json")
+    with pytest.raises(InputError, match="config.json: not a valid adaptor config"):
+        MatryoshkaAdaptor.load(tmp_path / "ad")
+
+
+def test_transform_rejects_the_wrong_width() -> None:
     with pytest.raises(InputError, match="expected width 8, got 5"):
-        a.transform(X[:, :5])
+        trained_like().transform(X[:, :5])
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf])
+def test_transform_rejects_non_finite_rows(value: float) -> None:
     bad = X.copy()
-    bad[7, 2] = np.nan
-    with pytest.raises(InputError, match="row 7"):
-        a.transform(bad)
-    with pytest.raises(InputError, match="dim 9"):
-        a.transform(X, dim=9)
+    bad[7, 2] = value
+    with pytest.raises(InputError, match="row 7 holds NaN or inf"):
+        trained_like().transform(bad)
 
 
-@pytest.mark.parametrize(("field", "value"), [("activation", "swish"), ("input_rotation", "random"), ("hidden_dim", 0)])
+@pytest.mark.parametrize("dim", [0, -1, 9])
+def test_transform_rejects_dims_out_of_range(dim: int) -> None:
+    with pytest.raises(InputError, match=f"dim {dim}: expected 1 <= dim <= 8"):
+        trained_like().transform(X, dim=dim)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("activation", "swish"), ("input_rotation", "random"), ("hidden_dim", 0), ("input_dim", 0)]
+)
 def test_config_rejects_bad_values(field: str, value) -> None:
-    with pytest.raises(InputError, match=field):
-        AdaptorConfig(input_dim=8, **{field: value})
+    kwargs = {"input_dim": 8, field: value}
+    with pytest.raises(InputError, match=f"{field} '?{value}'?"):
+        AdaptorConfig(**kwargs)
