@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -58,7 +59,7 @@ def texts_of(embedded: EmbeddedDataset) -> tuple[list[str], list[str]]:
 
 def local_task(embedded: EmbeddedDataset, qrels: dict[str, dict[str, int]], split: str):
     """An instance of the dataset's MTEB task whose load_data serves the local BEIR folder."""
-    from datasets import Dataset
+    from datasets import Dataset, load_from_disk
 
     base = mteb_task_class(embedded.name)
     doc_texts, query_texts = texts_of(embedded)
@@ -69,6 +70,10 @@ def local_task(embedded: EmbeddedDataset, qrels: dict[str, dict[str, int]], spli
             return
         # title left empty: the corpus text already is MTEB's title + " " + text join (data.document_text)
         corpus = Dataset.from_dict({"id": embedded.doc_ids, "title": [""] * len(doc_texts), "text": doc_texts})
+        # backed by a file, so the corpus mapping MTEB repeats for every method and dim is cached after the first
+        self._tmp = tempfile.TemporaryDirectory(prefix="matryoshka-eval-")
+        corpus.save_to_disk(self._tmp.name)
+        corpus = load_from_disk(self._tmp.name)
         query_ds = Dataset.from_dict({"id": [q for q, _ in queries], "text": [t for _, t in queries]})
         self.dataset = {"default": {split: {"corpus": corpus, "queries": query_ds, "relevant_docs": qrels, "top_ranked": None}}}
         self.data_loaded = True

@@ -109,7 +109,7 @@ def verify_export(
     want = MatryoshkaAdaptor.load(adaptor_folder).transform(base, dim=dim)
     numpy_gap = float(np.abs(NumpyAdaptor.load(adaptor_folder).transform(base, dim=dim) - want).max())
     model = SentenceTransformer(str(exported), truncate_dim=dim, device=source.device)
-    got = model.encode(embedded.doc_texts + embedded.query_texts, batch_size=64, show_progress_bar=True)
+    got = model.encode(embedded.doc_texts + embedded.query_texts, show_progress_bar=True)
     cosines = (got * want).sum(axis=1) / np.linalg.norm(got, axis=1)
     report = {"texts": len(got), "dim": dim, "min_cosine": float(cosines.min()), "numpy_max_abs_diff": numpy_gap}
     logger.info("export check on %s: %s", embedded.name, report)

@@ -39,17 +39,22 @@ def shortlist_rerank(
     return candidates[_top(docs_full[candidates] @ query_full, top)]
 
 
-def time_per_query(plans: dict[str, Callable[[int], np.ndarray]], n_queries: int, repeats: int) -> dict[str, float]:
-    """Median ms per query of each plan, answering queries one at a time as a service would. The plans take
-    turns within each repeat, so a slow spell of the machine hits them alike."""
+def time_per_query(
+    plans: dict[str, Callable[[int], np.ndarray]], n_queries: int, repeats: int
+) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    """Each plan's rankings and median ms per query, answering queries one at a time as a service would. The
+    plans take turns within each repeat, so a slow spell of the machine hits them alike."""
     times: dict[str, list[float]] = {name: [] for name in plans}
-    for _ in range(repeats):
+    rankings: dict[str, list[np.ndarray]] = {name: [] for name in plans}
+    for r in range(repeats):
         for name, plan in plans.items():
             start = time.perf_counter()
-            for i in range(n_queries):
-                plan(i)
+            answers = [plan(i) for i in range(n_queries)]
             times[name].append(time.perf_counter() - start)
-    return {name: float(np.median(t)) * 1000.0 / n_queries for name, t in times.items()}
+            if r == 0:
+                rankings[name] = answers
+    ms = {name: float(np.median(t)) * 1000.0 / n_queries for name, t in times.items()}
+    return {name: np.stack(a) for name, a in rankings.items()}, ms
 
 
 def ndcg_of_ranking(ranking: np.ndarray, relevance: torch.Tensor, k: int = 10) -> float:
@@ -80,12 +85,11 @@ def compare_search_plans(
         plans = {"one_stage": lambda i, q=q_k, d=d_k: one_stage(q[i], d), "full_dim": full_plan}
         if k != full:
             plans["shortlist_rerank"] = lambda i, q=q_k, d=d_k: shortlist_rerank(q[i], d, q_full[i], d_full, shortlist)
-        ms = time_per_query(plans, len(queries), repeats)
+        rankings, ms = time_per_query(plans, len(queries), repeats)
         for name in ("one_stage", "shortlist_rerank"):
             if name in plans:
-                rankings = np.stack([plans[name](i) for i in range(len(queries))])
                 out[name][str(k)] = {
-                    "ndcg_at_10": round(ndcg_of_ranking(rankings, relevance), 5),
+                    "ndcg_at_10": round(ndcg_of_ranking(rankings[name], relevance), 5),
                     "ms_per_query": round(ms[name], 4),
                     "full_dim_ms_per_query": round(ms["full_dim"], 4),  # timed in the same loop, for comparison
                 }
