@@ -36,11 +36,6 @@ class BeirDataset:
     def qrels_path(self, split: str) -> Path:
         return self.folder / "qrels" / f"{split}.tsv"
 
-    def has_split(self, split: str) -> bool:
-        return self.qrels_path(split).is_file()
-
-    def qrels(self, split: str) -> dict[str, dict[str, int]]:
-        return read_qrels(self.qrels_path(split), set(self.queries), set(self.corpus))
 
 
 def resolve_data_root(data_root: str | os.PathLike[str] | None = None) -> Path:

@@ -52,7 +52,7 @@ class MatryoshkaAdaptor(nn.Module):
         self.mlp = nn.Sequential(*layers, out)
 
     def forward(self, embeddings: torch.Tensor) -> torch.Tensor:
-        z = embeddings @ self.rotation.T
+        z = self.rotate(embeddings)
         return z + self.mlp(z)
 
     def rotate(self, embeddings: torch.Tensor) -> torch.Tensor:

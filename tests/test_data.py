@@ -41,8 +41,8 @@ def test_reads_a_good_folder_with_crlf_qrels_and_a_header(tmp_path) -> None:
     assert ds.name == "tiny" and ds.folder == tmp_path / "tiny"
     assert ds.corpus == {"d1": "Title body one", "d2": "body two", "d3": "no title", "4": "null title"}
     assert ds.queries == {"q1": "a claim", "q2": "another"}
-    assert ds.has_split("train") and not ds.has_split("test")
-    assert ds.qrels("train") == {"q1": {"d1": 1, "d2": 0}, "q2": {"d3": 2}}
+    assert ds.qrels_path("train").is_file() and not ds.qrels_path("test").is_file()
+    assert read_qrels(ds.qrels_path("train"), set(ds.queries), set(ds.corpus)) == {"q1": {"d1": 1, "d2": 0}, "q2": {"d3": 2}}
 
 
 @pytest.mark.parametrize(
