@@ -234,10 +234,7 @@ def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
 
 
 def plot(scores: dict[str, dict[int, float]], dims: tuple[int, ...], title: str, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     full = scores["base"][max(dims)] if "base" in scores else None
     fig, axes = plt.subplots(1, 2 if full else 1, figsize=(13 if full else 7, 4.8), squeeze=False)
@@ -258,9 +255,18 @@ def plot(scores: dict[str, dict[int, float]], dims: tuple[int, ...], title: str,
     save_figure(fig, path)
 
 
-def save_figure(fig, path: Path) -> None:
+def pyplot():
+    """matplotlib.pyplot on the file-only Agg backend (no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def save_figure(fig, path: Path) -> None:
+    plt = pyplot()
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
@@ -270,10 +276,7 @@ def save_figure(fig, path: Path) -> None:
 
 
 def plot_search_plans(plans: dict[str, Any], dims: tuple[int, ...], title: str, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.8))
     ks = [d for d in dims if d != dims[-1]]
