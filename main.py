@@ -19,10 +19,21 @@ from typing import Any
 
 import torch
 
-from matryoshka_adaptor.embeddings import DEFAULT_MODEL as _DEFAULT_MODEL  # underscore: not a --key
-from matryoshka_adaptor.sources import Source
+from matryoshka_adaptor.checkpoint import STATE_FILE, Checkpointer
+from matryoshka_adaptor.distributed import World, init_from_env, shutdown
+from matryoshka_adaptor.embeddings import (
+    DEFAULT_MODEL as _DEFAULT_MODEL,  # underscore: not a --key
+)
 from matryoshka_adaptor.errors import InputError, run_command
-from matryoshka_adaptor.train import STAGES, Supervision, Trainer, TrainConfig, seed_everything, split_validation
+from matryoshka_adaptor.sources import Source
+from matryoshka_adaptor.train import (
+    STAGES,
+    Supervision,
+    TrainConfig,
+    Trainer,
+    seed_everything,
+    split_validation,
+)
 
 logger = logging.getLogger("main")
 
@@ -43,8 +54,21 @@ cache_dir = None  # embedding cache; None: $MATRYOSHKA_CACHE_DIR, else ./.cache/
 stages = "unsupervised,supervised"  # the paper's two-stage schedule; 'unsupervised' or 'supervised' alone also work
 output_dir = "saved_models"  # each stage is saved as <output_dir>/<dataset>_<stage>/
 overwrite = False  # replace existing saved adaptors (otherwise refuse before any work starts)
+resume = False  # continue a killed run from its last epoch checkpoint (same config; same adaptor as if never killed)
+checkpoint_dir = None  # per-epoch checkpoints; None: <output_dir>/checkpoints/<dataset>/ (removed when the run ends)
 device = "auto"  # 'auto': CUDA when available, else CPU
 threads = None  # torch CPU threads; None leaves torch's default
+
+# -- named dataset configs: TrainConfig values for a dataset, applied before any --key=value -------------------------
+DATASET_CONFIGS: dict[str, dict[str, Any]] = {
+    "scifact": {},  # the TrainConfig defaults were chosen on SciFact's validation queries
+    "hotpotqa": {  # the seed's dataset: 5.2M documents, 85k training queries; README gives its cost
+        "train_corpus_size": 50_000,  # the paper's corpus sample for the unsupervised terms
+        "val_fraction": 0.02,  # 1.7k validation queries, each ranked against all 5.2M documents every epoch
+        "sup_epochs": 3,  # 330 steps an epoch at the batch size below
+        "sup_batch_size": 256,
+    },
+}
 
 RUN_KEYS = [k for k, v in globals().items() if not k.startswith("_") and isinstance(v, (str, int, bool, type(None)))]
 
@@ -95,12 +119,23 @@ def parse_args(argv: list[str]) -> tuple[dict[str, Any], TrainConfig]:
         except (ValueError, SyntaxError) as e:
             raise InputError(f"argument {arg!r}: cannot read {raw!r} as {type(default).__name__} ({e})") from None
         (run if key in run else train_overrides)[key] = value
-    return run, TrainConfig(**train_overrides)
+    return run, TrainConfig(**{**DATASET_CONFIGS.get(run["dataset"], {}), **train_overrides})
 
 
 def source_of(run: dict[str, Any]) -> Source:
     keys = [f.name for f in fields(Source)]
     return Source(**{k: run[k] for k in keys})
+
+
+def load_inputs(source: Source, split: str, world: World):
+    """The source's vectors and qrels; in a multi-process run the first process encodes (filling the cache)
+    while the others wait, then they read the cache."""
+    if not world.is_main:
+        world.barrier()
+    loaded = source.load(split)
+    if world.is_main:
+        world.barrier()
+    return loaded
 
 
 def train(run: dict[str, Any], config: TrainConfig) -> dict[str, Path]:
@@ -110,15 +145,22 @@ def train(run: dict[str, Any], config: TrainConfig) -> dict[str, Path]:
             raise InputError(f"stages {run['stages']!r}: {s!r} is not one of {list(STAGES)}")
     source = source_of(run)
     folders = {s: Path(run["output_dir"]) / f"{source.name}_{s}" for s in stage_names}
-    if not run["overwrite"]:
+    checkpoint_dir = Path(run["checkpoint_dir"] or Path(run["output_dir"]) / "checkpoints" / source.name)
+    resuming = run["resume"] and (checkpoint_dir / STATE_FILE).is_file()
+    if run["resume"] and not resuming:
+        logger.warning("--resume: no checkpoint in %s, starting from the beginning", checkpoint_dir)
+    if not (run["overwrite"] or resuming):  # a resumed run may replace the folders its first part saved
         for folder in folders.values():
             if folder.exists():
                 raise InputError(f"{folder} already exists: pass --overwrite to replace it")
     if run["threads"]:
         torch.set_num_threads(run["threads"])
+    world = init_from_env(run["device"])
+    if not world.is_main:
+        logging.getLogger().setLevel(logging.WARNING)
     seed_everything(config.seed)
 
-    embedded, qrels, qrels_path = source.load(run["train_split"])
+    embedded, qrels, qrels_path = load_inputs(source, run["train_split"], world)
     if qrels is None and "supervised" in stage_names:
         if stage_names == ["supervised"]:
             raise InputError(f"{qrels_path or '--qrels'}: no training qrels; the supervised stage needs them")
@@ -134,11 +176,24 @@ def train(run: dict[str, Any], config: TrainConfig) -> dict[str, Path]:
         train_rows, val_rows = split_validation(len(sup.queries), config.val_fraction, config.seed)
         train_sup, val_sup = sup.subset(train_rows), sup.subset(val_rows)
     logger.info(
-        "%s: %d documents, %d training queries, %d for validation",
-        embedded.name, len(embedded.doc_ids), len(train_sup.queries) if train_sup else 0, len(val_sup.queries) if val_sup else 0,
+        "%s: %d documents, %d training queries, %d for validation, %d process(es)",
+        embedded.name, len(embedded.doc_ids), len(train_sup.queries) if train_sup else 0,
+        len(val_sup.queries) if val_sup else 0, world.size,
     )
 
-    trainer = Trainer(embedded.doc_embeddings, config, run["device"])
+    fingerprint = {
+        "train_config": asdict(config),
+        "source": {k: v for k, v in asdict(source).items() if k not in ("cache_dir", "device")},
+        "train_split": run["train_split"],
+        "stages": stage_names,
+        "n_documents": len(embedded.doc_ids),
+    }
+    checkpoint = Checkpointer(checkpoint_dir, fingerprint, writer=world.is_main)
+    state = checkpoint.load() if resuming else None
+    saved_neighbors = checkpoint.load_neighbors() if state else None
+    trainer = Trainer(embedded.doc_embeddings, config, run["device"], saved_neighbors)
+    if saved_neighbors is None:
+        checkpoint.save_neighbors(trainer.anchors, trainer.neighbors)
     provenance = {
         "dataset": embedded.name,
         "embeddings": run["embeddings"],
@@ -148,22 +203,35 @@ def train(run: dict[str, Any], config: TrainConfig) -> dict[str, Path]:
         "n_train_queries": len(train_sup.queries) if train_sup else 0,
         "n_val_queries": len(val_sup.queries) if val_sup else 0,
         "max_seq_length": run["max_seq_length"],
+        "processes": world.size,
         "stages": [],
     }
     adaptor = trainer.new_adaptor(embedded.base_model, provenance)
-    for stage in stage_names:  # the supervised stage starts from the unsupervised adaptor when both run
+    stage_logs: list[dict[str, Any]] = state["stage_logs"] if state else []
+    for i, stage in enumerate(stage_names):  # the supervised stage starts from the unsupervised adaptor
+        if state and i < state["stage_index"]:
+            continue  # finished (and saved) before the run was killed
+        checkpoint.context = {"stage_index": i, "stage_logs": stage_logs}
         start = time.perf_counter()
-        log = trainer.run_stage(adaptor, stage, train_sup, val_sup)
-        adaptor.config.training["stages"].append({**asdict(log), "seconds": round(time.perf_counter() - start, 1)})
-        adaptor.save(folders[stage], overwrite=run["overwrite"])
+        resume_stage = state if state and i == state["stage_index"] else None
+        log = trainer.run_stage(adaptor, stage, train_sup, val_sup, checkpoint, resume_stage)
+        stage_logs.append({**asdict(log), "seconds": round(time.perf_counter() - start, 1), "resumed": bool(resume_stage)})
+        adaptor.config.training["stages"] = list(stage_logs)
+        if world.is_main:
+            adaptor.save(folders[stage], overwrite=run["overwrite"] or resuming)
+    world.barrier()
+    checkpoint.clear()
     return {s: folders[s] for s in stage_names}
 
 
 def main(argv: list[str]) -> int:
     def action() -> None:
         run, config = parse_args(argv)
-        for stage, folder in train(run, config).items():
-            logger.info("%s adaptor: %s", stage, folder)
+        try:
+            for stage, folder in train(run, config).items():
+                logger.info("%s adaptor: %s", stage, folder)
+        finally:
+            shutdown()
 
     return run_command(action)
 

@@ -60,15 +60,30 @@ def _rowwise_prefix_cosine(a: torch.Tensor, b: torch.Tensor, dim: int) -> torch.
 
 
 def pair_loss(
-    base: torch.Tensor, adapted: torch.Tensor, dims: Sequence[int], weights: torch.Tensor
+    base: torch.Tensor,
+    adapted: torch.Tensor,
+    dims: Sequence[int],
+    weights: torch.Tensor,
+    base_cols: torch.Tensor | None = None,
+    adapted_cols: torch.Tensor | None = None,
+    offset: int = 0,
 ) -> torch.Tensor:
-    """L_pair: mean over pairs i != j and dims m of |cos(ce_i, ce_j) - cos(ĉe_i[:m], ĉe_j[:m])|."""
-    n = base.shape[0]
-    if n < 2:
-        raise InputError(f"pair_loss: expected a batch of at least 2 embeddings, got {n}")
-    off_diagonal = ~torch.eye(n, dtype=torch.bool, device=base.device)
-    target = prefix_cosine(base, base, base.shape[1])[off_diagonal]
-    gaps = [(prefix_cosine(adapted, adapted, m)[off_diagonal] - target).abs().mean() for m in dims]
+    """L_pair: mean over pairs i != j and dims m of |cos(ce_i, ce_j) - cos(ĉe_i[:m], ĉe_j[:m])|.
+
+    Rows i are `base`/`adapted`; columns j are `base_cols`/`adapted_cols` (default: the rows), with row i being
+    column offset + i. A process of a multi-process run passes its share of the batch as rows and the whole
+    batch as columns, so the shares' means, weighted by their sizes, are the whole batch's mean.
+    """
+    base_cols = base if base_cols is None else base_cols
+    adapted_cols = adapted if adapted_cols is None else adapted_cols
+    n, n_cols = base.shape[0], base_cols.shape[0]
+    if n_cols < 2:
+        raise InputError(f"pair_loss: expected a batch of at least 2 embeddings, got {n_cols}")
+    not_self = torch.ones((n, n_cols), dtype=torch.bool, device=base.device)
+    rows = torch.arange(n, device=base.device)
+    not_self[rows, rows + offset] = False
+    target = prefix_cosine(base, base_cols, base.shape[1])[not_self]
+    gaps = [(prefix_cosine(adapted, adapted_cols, m)[not_self] - target).abs().mean() for m in dims]
     return torch.stack(gaps) @ weights.to(base.device)
 
 

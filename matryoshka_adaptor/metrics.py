@@ -1,4 +1,4 @@
-"""nDCG@k from a score matrix, as trec_eval computes it (linear gain), for validation inside training.
+"""nDCG@k from a score matrix or a ranking, as trec_eval computes it (linear gain), for validation inside training.
 
 The reported scores come from MTEB (eval.py); this one is for choosing the stopping point, many times a run.
 """
@@ -18,6 +18,20 @@ def ndcg_at_k(scores: torch.Tensor, relevance: torch.Tensor, k: int = 10) -> flo
     ideal = (relevance.double().topk(k, dim=1).values * discounts).sum(dim=1)
     keep = ideal > 0
     return float((dcg[keep] / ideal[keep]).mean()) if bool(keep.any()) else float("nan")
+
+
+def ndcg_of_top(top: torch.Tensor, judgments: list[dict[int, float]], k: int = 10) -> float:
+    """ndcg_at_k from each query's ranked document rows (queries, >= k) and its judgments {doc row: y}, for
+    corpora too large for a dense relevance matrix; same gains, discounts and skipped rows."""
+    discounts = 1.0 / np.log2(np.arange(2, k + 2))
+    per_query = []
+    for ranked, judged in zip(top[:, :k].tolist(), judgments):
+        gains = sorted((max(y, 0.0) for y in judged.values()), reverse=True)[:k]
+        ideal = float(np.dot(gains, discounts[: len(gains)]))
+        if ideal > 0:
+            dcg = sum(max(judged.get(d, 0.0), 0.0) * w for d, w in zip(ranked, discounts))
+            per_query.append(dcg / ideal)
+    return float(np.mean(per_query)) if per_query else float("nan")
 
 
 def relevance_matrix(

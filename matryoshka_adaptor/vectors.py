@@ -18,8 +18,12 @@ def pca_rotation(embeddings: np.ndarray) -> np.ndarray:
     Without mean removal the map is a pure rotation, so cosines at full dim are unchanged. Each axis' sign is
     fixed (largest coordinate positive) so that the same embeddings always give the same matrix.
     """
-    x = np.asarray(embeddings, dtype=np.float64)
-    eigenvalues, eigenvectors = np.linalg.eigh(x.T @ x)
+    d = embeddings.shape[1]
+    gram = np.zeros((d, d))
+    for start in range(0, len(embeddings), 65536):  # in float64 a block at a time: no full-size copy
+        block = np.asarray(embeddings[start : start + 65536], dtype=np.float64)
+        gram += block.T @ block
+    eigenvalues, eigenvectors = np.linalg.eigh(gram)
     axes = eigenvectors[:, np.argsort(eigenvalues)[::-1]].T
     signs = np.sign(axes[np.arange(len(axes)), np.abs(axes).argmax(axis=1)])
     return (axes * signs[:, None]).astype(np.float32)

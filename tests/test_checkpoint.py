@@ -1,0 +1,78 @@
+"""Per-epoch checkpoints: a training run killed with SIGKILL at a random point and resumed with --resume ends
+with the same adaptor files, byte for byte, as an uninterrupted run."""
+
+import logging
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from matryoshka_adaptor.checkpoint import STATE_FILE, Checkpointer
+from matryoshka_adaptor.errors import InputError
+from matryoshka_adaptor.synthetic import write_synthetic_folder
+
+ROOT = Path(__file__).resolve().parents[1]
+STAGES = ("unsupervised", "supervised")
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_synthetic_folder(tmp_path_factory.mktemp("synthetic"), n_docs=3000, n_queries=300, dim=64)
+
+
+def main_command(folder: Path, out: Path, *extra: str) -> list[str]:
+    return [sys.executable, "main.py", f"--embeddings={folder}", f"--qrels={folder / 'qrels.tsv'}", f"--output_dir={out}",
+            "--hidden_dim=128", "--unsup_epochs=4", "--sup_epochs=6", "--unsup_batch_size=64", "--sup_batch_size=16",
+            "--max_dim_drop=1.0", "--threads=1", *extra]
+
+
+def adaptor_files(out: Path, name: str) -> dict[str, bytes]:
+    return {s: (out / f"{name}_{s}" / "model.safetensors").read_bytes() for s in STAGES}
+
+
+def test_killed_training_resumes_to_the_same_adaptor(folder: Path, tmp_path: Path) -> None:
+    start = time.monotonic()
+    subprocess.run(main_command(folder, tmp_path / "whole"), cwd=ROOT, check=True, capture_output=True, timeout=300)
+    duration = time.monotonic() - start
+
+    out = tmp_path / "killed"
+    proc = subprocess.Popen(main_command(folder, out), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = out / "checkpoints" / folder.name / STATE_FILE
+    while not state.exists() and proc.poll() is None:  # wait for the first epoch checkpoint
+        time.sleep(0.02)
+    delay = random.uniform(0, 0.5 * duration)
+    logging.getLogger(__name__).warning("killing the training run %.2f s after its first checkpoint", delay)
+    time.sleep(delay)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL, f"the run ended before the kill ({delay:.2f} s after its first checkpoint)"
+    killed_at = torch.load(state, weights_only=False)
+    resumed = subprocess.run(main_command(folder, out, "--resume"), cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"resuming from {state}: stage {killed_at['stage']}, epoch {killed_at['epoch']}" in resumed.stderr
+    assert adaptor_files(out, folder.name) == adaptor_files(tmp_path / "whole", folder.name)
+    assert not state.parent.exists()  # removed once the run is complete
+
+
+def test_resume_refuses_a_checkpoint_of_another_config(tmp_path: Path) -> None:
+    Checkpointer(tmp_path, {"seed": 1}).save({"stage": "unsupervised", "epoch": 1})
+    with pytest.raises(InputError, match=r"different config \(seed: 1 then, 2 now\)"):
+        Checkpointer(tmp_path, {"seed": 2}).load()
+    assert Checkpointer(tmp_path, {"seed": 1}).load()["epoch"] == 1
+
+
+def test_damaged_checkpoint_is_an_error_not_a_state(tmp_path: Path) -> None:
+    (tmp_path / STATE_FILE).write_bytes(b"not a checkpoint")
+    with pytest.raises(InputError, match=f"{STATE_FILE}: unreadable checkpoint"):
+        Checkpointer(tmp_path, {}).load()
+    assert Checkpointer(tmp_path / "none", {}).load() is None
+
+
+def test_only_the_writer_writes(tmp_path: Path) -> None:
+    Checkpointer(tmp_path / "a", {}, writer=False).save({"stage": "unsupervised", "epoch": 1})
+    Checkpointer(tmp_path / "a", {}, writer=False).save_neighbors(torch.arange(3), torch.zeros((3, 1)))
+    assert not (tmp_path / "a").exists()
