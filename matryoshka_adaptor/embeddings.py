@@ -1,21 +1,40 @@
 """Frozen base-model embeddings, encoded once per (model, max_seq_length, texts) and cached on disk.
 
-The cache key hashes the model name, the max sequence length and every text in order, so a changed corpus
-or model can never be served stale vectors. Files are written to a temp name and renamed into place.
+Encoding a corpus is the one slow step of a run (minutes on a CPU), so the cache must survive a crash or a
+kill without losing finished work and without ever serving bad vectors:
+
+- The cache key hashes the model name, the max sequence length and every text in order, so a changed corpus
+  or model can never be served stale vectors.
+- `<cache_dir>/<key>/` holds the vectors in chunks of `chunk_size` rows (`chunk_00000.npy`, ...) and a
+  `manifest.json` listing each finished chunk with its row count and the sha256 of its bytes.
+- Each chunk, then the manifest, is written to a temp file, fsynced and renamed into place: a kill at any
+  moment leaves at most a stray temp file (removed on the next run) and a manifest naming only whole chunks.
+- Every load checks every listed chunk (file present, sha256, dtype and shape); a bad one is logged and
+  encoded again, never used. The next run encodes only the chunks the manifest lacks, with the manifest's
+  chunk size: the same chunks make the same batches, so a resumed cache holds an uninterrupted run's bytes.
+- With more than one CUDA device (and no single device asked for), or an explicit `devices` list, the chunks
+  are encoded by Sentence-Transformers' multi-process pool.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
+import math
 import os
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from .data import BeirDataset, read_qrels
+from .errors import InputError
 from .vectors import check_embeddings
 
 logger = logging.getLogger(__name__)
@@ -23,6 +42,9 @@ logger = logging.getLogger(__name__)
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 CACHE_DIR_ENV = "MATRYOSHKA_CACHE_DIR"
 DEFAULT_CACHE_DIR = ".cache/embeddings"
+CACHE_FORMAT = 1
+MANIFEST_NAME = "manifest.json"
+TMP_SUFFIX = ".tmp"
 
 
 def resolve_model_path(model_name: str) -> str:
@@ -44,15 +66,88 @@ def cache_key(model_name: str, max_seq_length: int | None, texts: list[str]) -> 
     return h.hexdigest()[:32]
 
 
-def _save_atomic(path: Path, array: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+def chunk_file_name(index: int) -> str:
+    return f"chunk_{index:05d}.npy"
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write `data` to a temp file beside `path`, fsync it, rename it into place and fsync the folder."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}{TMP_SUFFIX}")
     with tmp.open("wb") as f:
-        np.save(f, array)
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
     os.replace(tmp, path)
+    if hasattr(os, "O_DIRECTORY"):  # makes the rename itself durable (POSIX)
+        fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _npy_bytes(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, array, allow_pickle=False)
+    return buf.getvalue()
+
+
+@dataclass
+class Manifest:
+    """manifest.json: what the cache folder is for, and every finished chunk as {file, rows, sha256}."""
+
+    model: str
+    max_seq_length: int | None
+    n_texts: int
+    chunk_size: int
+    dim: int | None = None  # known once the first chunk is encoded
+    chunks: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def n_chunks(self) -> int:
+        return math.ceil(self.n_texts / self.chunk_size)
+
+    def rows(self, index: int) -> slice:
+        return slice(index * self.chunk_size, min((index + 1) * self.chunk_size, self.n_texts))
+
+    def n_rows(self, index: int) -> int:
+        return min(self.chunk_size, self.n_texts - index * self.chunk_size)
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "format": CACHE_FORMAT,
+                "model": self.model,
+                "max_seq_length": self.max_seq_length,
+                "n_texts": self.n_texts,
+                "dim": self.dim,
+                "chunk_size": self.chunk_size,
+                "chunks": {str(i): self.chunks[i] for i in sorted(self.chunks)},
+            },
+            indent=1,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> Manifest:
+        """Parse manifest.json; ValueError (or KeyError, TypeError) saying what is wrong."""
+        raw = json.loads(text)
+        if raw["format"] != CACHE_FORMAT:
+            raise ValueError(f"format {raw['format']!r}, expected {CACHE_FORMAT}")
+        m = cls(raw["model"], raw["max_seq_length"], raw["n_texts"], raw["chunk_size"], raw["dim"])
+        for name, value in (("n_texts", m.n_texts), ("chunk_size", m.chunk_size), ("dim", m.dim)):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} {value!r}, expected a positive int")
+        for key, entry in raw["chunks"].items():
+            i = int(key)
+            expected = {"file": chunk_file_name(i), "rows": m.n_rows(i)}
+            if not 0 <= i < m.n_chunks or {k: entry.get(k) for k in expected} != expected:
+                raise ValueError(f"chunk {key!r}: {entry!r} does not fit {m.n_texts} texts in chunks of {m.chunk_size}")
+            m.chunks[i] = {**expected, "sha256": str(entry["sha256"])}
+        return m
 
 
 class Encoder:
-    """Encodes texts with a frozen SentenceTransformer, loading the model only on a cache miss."""
+    """Encodes texts with a frozen SentenceTransformer, loading the model only when a chunk must be encoded."""
 
     def __init__(
         self,
@@ -61,12 +156,20 @@ class Encoder:
         cache_dir: str | os.PathLike[str] | None = None,
         device: str | None = None,
         batch_size: int = 32,  # SentenceTransformer.encode's default; on 2 CPU cores faster than 64 here
+        chunk_size: int = 2048,  # rows per cache file: the most work a kill can lose
+        devices: list[str] | None = None,  # e.g. ["cuda:0", "cuda:1"]: encode with a multi-process pool
     ) -> None:
+        if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+            raise InputError(f"chunk_size {chunk_size!r}: expected a positive int")
+        if devices is not None and (not devices or device is not None):
+            raise InputError(f"devices {devices!r} with device {device!r}: expected a non-empty list, and no device")
         self.model_name = model_name
         self.max_seq_length = max_seq_length
         self.cache_dir = Path(cache_dir or os.environ.get(CACHE_DIR_ENV) or DEFAULT_CACHE_DIR)
         self.device = device
         self.batch_size = batch_size
+        self.chunk_size = chunk_size
+        self.devices = devices
         self._model = None
 
     @property
@@ -80,25 +183,117 @@ class Encoder:
         return self._model
 
     def encode(self, texts: list[str], what: str = "texts") -> np.ndarray:
-        """(len(texts), dim) float32 embeddings, from the cache when this exact list was encoded before."""
-        path = self.cache_dir / f"{cache_key(self.model_name, self.max_seq_length, texts)}.npy"
-        if path.is_file():
+        """(len(texts), dim) float32 embeddings; chunks already in the cache are verified and read, not encoded."""
+        if not texts:
+            raise InputError(f"no {what} to encode")
+        folder = self.cache_dir / cache_key(self.model_name, self.max_seq_length, texts)
+        manifest = self._open_cache(folder, len(texts))
+        out = None if manifest.dim is None else np.empty((len(texts), manifest.dim), dtype=np.float32)
+        missing = [i for i in range(manifest.n_chunks) if not self._read_chunk(folder, manifest, i, out)]
+        if not missing:
+            logger.info("embedding cache hit: %d %s from %s, nothing encoded", len(texts), what, folder)
+            return out
+        n_rows = sum(manifest.n_rows(i) for i in missing)
+        logger.info(
+            "encoding %d %s with %s: %d of %d chunks of %d (%d cached), into %s",
+            n_rows, what, self.model_name, len(missing), manifest.n_chunks, manifest.chunk_size,
+            len(texts) - n_rows, folder,
+        )
+        with self._pool() as pool, tqdm(total=n_rows, desc=f"encoding {what}", unit="text") as progress:
+            for i in missing:
+                rows = manifest.rows(i)
+                emb = self._encode_chunk(texts[rows], manifest.dim, pool, what)
+                if out is None:
+                    manifest.dim = emb.shape[1]
+                    out = np.empty((len(texts), manifest.dim), dtype=np.float32)
+                out[rows] = emb
+                self._write_chunk(folder, manifest, i, emb)
+                progress.update(len(emb))
+        return out
+
+    def _open_cache(self, folder: Path, n_texts: int) -> Manifest:
+        """The folder's manifest when it describes these texts, else a fresh one; stray files are removed."""
+        fresh = Manifest(self.model_name, self.max_seq_length, n_texts, self.chunk_size)
+        folder.mkdir(parents=True, exist_ok=True)
+        manifest = fresh
+        path = folder / MANIFEST_NAME
+        if path.exists():
             try:
-                cached = np.load(path)
-                if cached.ndim == 2 and len(cached) == len(texts):
-                    logger.info("embedding cache hit: %d %s from %s, nothing encoded", len(texts), what, path)
-                    return cached
-            except (ValueError, OSError, EOFError):
-                pass
-            logger.warning("%s: unreadable or of the wrong shape; encoding again", path)
-        logger.info("encoding %d %s with %s", len(texts), what, self.model_name)
-        emb = self.model.encode(
-            texts, batch_size=self.batch_size, show_progress_bar=True, convert_to_numpy=True
-        ).astype(np.float32)
-        emb = check_embeddings(emb, emb.shape[1], what=f"{self.model_name} embeddings of {what}")
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
-        _save_atomic(path, emb)
+                manifest = Manifest.from_json(path.read_text())
+                ours = (manifest.model, manifest.max_seq_length, manifest.n_texts)
+                if ours != (fresh.model, fresh.max_seq_length, fresh.n_texts):
+                    raise ValueError(f"written for (model, max_seq_length, n_texts) = {ours}")
+            except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+                logger.warning("%s: unreadable or not for these texts (%s); encoding everything again", path, e)
+                path.unlink()
+                manifest = fresh
+        if manifest.chunk_size != self.chunk_size:
+            logger.info("%s: resuming with its chunk size %d (not %d)", folder, manifest.chunk_size, self.chunk_size)
+        keep = {MANIFEST_NAME} | {entry["file"] for entry in manifest.chunks.values()}
+        for stray in folder.iterdir():
+            if stray.name not in keep and (stray.name.endswith(TMP_SUFFIX) or stray.name.startswith("chunk_")):
+                stray.unlink()
+        return manifest
+
+    def _read_chunk(self, folder: Path, manifest: Manifest, index: int, out: np.ndarray | None) -> bool:
+        """Copy chunk `index` into out when the manifest lists it and its file checks out; False otherwise."""
+        entry = manifest.chunks.get(index)
+        if entry is None or out is None:
+            return False
+        path = folder / entry["file"]
+        try:
+            data = path.read_bytes()
+            if hashlib.sha256(data).hexdigest() != entry["sha256"]:
+                raise ValueError(f"sha256 differs from the manifest's ({len(data)} bytes: truncated or corrupted)")
+            array = np.load(io.BytesIO(data), allow_pickle=False)
+            if array.dtype != np.float32 or array.shape != (entry["rows"], manifest.dim):
+                raise ValueError(f"{array.dtype} {array.shape}, expected float32 ({entry['rows']}, {manifest.dim})")
+        except (OSError, ValueError, EOFError) as e:
+            logger.warning("%s: %s; encoding chunk %d again", path, e, index)
+            del manifest.chunks[index]
+            return False
+        out[manifest.rows(index)] = array
+        return True
+
+    def _encode_chunk(self, texts: list[str], dim: int | None, pool: dict[str, Any] | None, what: str) -> np.ndarray:
+        kwargs: dict[str, Any] = {"batch_size": self.batch_size, "show_progress_bar": False, "convert_to_numpy": True}
+        if pool is not None:  # one piece per worker
+            kwargs.update(pool=pool, chunk_size=math.ceil(len(texts) / len(pool["processes"])))
+        emb = np.asarray(self.model.encode(texts, **kwargs), dtype=np.float32)
+        emb = check_embeddings(emb, dim or emb.shape[-1], what=f"{self.model_name} embeddings of {what}")
+        if len(emb) != len(texts):
+            raise InputError(f"{self.model_name} gave {len(emb)} embeddings for {len(texts)} {what}")
         return emb
+
+    @staticmethod
+    def _write_chunk(folder: Path, manifest: Manifest, index: int, emb: np.ndarray) -> None:
+        """The chunk file first, then the manifest that lists it: each complete, or absent, after a kill."""
+        data = _npy_bytes(emb)
+        name = chunk_file_name(index)
+        _write_atomic(folder / name, data)
+        manifest.chunks[index] = {"file": name, "rows": len(emb), "sha256": hashlib.sha256(data).hexdigest()}
+        _write_atomic(folder / MANIFEST_NAME, manifest.to_json().encode())
+
+    def _wants_pool(self) -> bool:
+        if self.devices is not None:
+            return True
+        if self.device is not None:
+            return False
+        import torch
+
+        return torch.cuda.device_count() > 1
+
+    @contextmanager
+    def _pool(self) -> Iterator[dict[str, Any] | None]:
+        """Sentence-Transformers' multi-process pool when _wants_pool(), stopped on the way out; else None."""
+        if not self._wants_pool():
+            yield None
+            return
+        pool = self.model.start_multi_process_pool(self.devices)
+        try:
+            yield pool
+        finally:
+            self.model.stop_multi_process_pool(pool)
 
 
 @dataclass

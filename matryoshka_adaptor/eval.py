@@ -145,8 +145,8 @@ def methods_to_run(embedded: EmbeddedDataset, models_dir: Path, names: list[str]
 
 def evaluate(
     embedded: EmbeddedDataset, qrels: dict[str, dict[str, int]], split: str, methods: dict[str, Transform], dims: tuple[int, ...]
-) -> dict[str, dict[int, float]]:
-    """MTEB nDCG@10 for every method and dim."""
+) -> tuple[dict[str, dict[int, float]], dict[str, dict[int, float]]]:
+    """MTEB nDCG@10 for every method and dim, and the seconds each took (transform + MTEB search + scoring)."""
     import mteb
     from tqdm.auto import tqdm
 
@@ -156,16 +156,19 @@ def evaluate(
     rows_by_text = {t: i for i, t in enumerate(texts)}
     base = np.concatenate([embedded.doc_embeddings, embedded.query_embeddings])
     scores: dict[str, dict[int, float]] = {}
+    seconds: dict[str, dict[int, float]] = {}
     progress = tqdm(total=len(methods) * len(dims), desc="MTEB evaluations")
     for name, transform in methods.items():
-        scores[name] = {}
+        scores[name], seconds[name] = {}, {}
         for dim in dims:
+            start = time.perf_counter()
             encoder = CachedVectors(f"{name}-{dim}", rows_by_text, transform(base, dim))
             result = mteb.evaluate(encoder, task, cache=None, show_progress_bar=False, encode_kwargs={"batch_size": 8192})
             scores[name][dim] = float(result.task_results[0].scores[split][0]["ndcg_at_10"])
+            seconds[name][dim] = round(time.perf_counter() - start, 2)
             progress.update()
     progress.close()
-    return scores
+    return scores, seconds
 
 
 def choose_dims(scores: dict[str, dict[int, float]], dims: tuple[int, ...]) -> dict[str, dict[str, Any]]:
@@ -336,7 +339,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raise InputError(f"--dims {args.dims!r}: {e}") from None
     names = [m.strip() for m in args.methods.split(",") if m.strip()]
     methods = methods_to_run(embedded, Path(args.models_dir), names)
-    scores = evaluate(embedded, qrels, args.split, methods, dims)
+    scores, eval_seconds = evaluate(embedded, qrels, args.split, methods, dims)
     choices = choose_dims(scores, dims)
     plans = search_plans(embedded, qrels, methods, dims, args.shortlist) if args.shortlist > 0 else {}
     import mteb
@@ -357,6 +360,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "shortlist": args.shortlist,
         "search_plans": plans,
         "seconds": round(time.perf_counter() - start, 1),
+        "seconds_per_evaluation": {name: {str(d): v for d, v in by_dim.items()} for name, by_dim in eval_seconds.items()},
     }
     write_json_atomic(Path(args.results_dir) / f"eval_results_{embedded.name}.json", payload)
     title = f"{embedded.name} ({args.split}), {embedded.base_model.split('/')[-1]}"

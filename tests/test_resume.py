@@ -1,0 +1,191 @@
+"""Kill-and-resume: a real subprocess is SIGKILLed at a random moment, run again, and must end where an
+uninterrupted run ends, bit for bit.
+
+The helpers are generic: `start_python` runs a script string in a subprocess (output to a log file),
+`wait_until` polls a condition on disk, `progress_times` times a run's steps, `kill_at_random` kills a run a
+random delay after its condition holds. The seed and each delay are printed (pytest shows them with a
+failure) and the failure message repeats the delay; RESUME_TEST_SEED=<seed> replays the same random choices.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import time
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from matryoshka_adaptor.data import DATA_ROOT_ENV, load_dataset_folder
+from matryoshka_adaptor.embeddings import MANIFEST_NAME, Encoder
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA_ROOT = os.environ.get(DATA_ROOT_ENV)
+TIMEOUT = 300.0  # seconds for any one subprocess run: a hang fails the test instead of blocking CI
+
+
+@pytest.fixture
+def rng() -> random.Random:
+    seed = int(os.environ.get("RESUME_TEST_SEED") or random.randrange(2**32))
+    print(f"RESUME_TEST_SEED={seed}")  # pytest shows a failing test's output; INFO logs it would drop
+    return random.Random(seed)
+
+
+def start_python(code: str, *args: str, log: Path) -> subprocess.Popen:
+    """`python -c code args...` from the repo root, stdout and stderr appended to `log` (a pipe could fill up)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    with log.open("a") as out:
+        return subprocess.Popen([sys.executable, "-c", code, *args], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+
+def log_tail(log: Path, n: int = 3000) -> str:
+    return log.read_text(errors="replace")[-n:] if log.exists() else ""
+
+
+def run_python(code: str, *args: str, log: Path) -> None:
+    """Run to completion; a non-zero exit fails the test with the end of the log."""
+    proc = start_python(code, *args, log=log)
+    assert proc.wait(TIMEOUT) == 0, f"exit code {proc.returncode}:\n{log_tail(log)}"
+
+
+def wait_until(condition: Callable[[], bool], proc: subprocess.Popen, log: Path, poll: float = 0.01) -> float:
+    """Poll `condition` until it holds (returns time.monotonic() then); fail if `proc` exits first."""
+    deadline = time.monotonic() + TIMEOUT
+    while not condition():
+        assert proc.poll() is None, f"exited ({proc.returncode}) before the condition held:\n{log_tail(log)}"
+        assert time.monotonic() < deadline, f"condition not met in {TIMEOUT} s:\n{log_tail(log)}"
+        time.sleep(poll)
+    return time.monotonic()
+
+
+def kill_at_random(
+    code: str, *args: str, log: Path, ready: Callable[[], bool], window: tuple[float, float], rng: random.Random
+) -> tuple[int, float]:
+    """Start a run, SIGKILL it uniform(*window) seconds after `ready()` first holds; (exit code, delay)."""
+    proc = start_python(code, *args, log=log)
+    try:
+        wait_until(ready, proc, log)
+        delay = rng.uniform(*window)
+        print(f"killing pid {proc.pid} {delay:.3f} s after it was ready (window {window[0]:.3f}..{window[1]:.3f} s)")
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        return proc.wait(TIMEOUT), delay
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def progress_times(proc: subprocess.Popen, progress: Callable[[], int], log: Path, poll: float = 0.01) -> list[float]:
+    """Run `proc` to a zero exit, noting the seconds each unit of `progress()` took (its change over time)."""
+    seen, last, steps = progress(), time.monotonic(), []
+    while proc.poll() is None:
+        time.sleep(poll)
+        now, value = time.monotonic(), progress()
+        if value > seen:
+            steps += [(now - last) / (value - seen)] * (value - seen) if seen else []  # the first includes start-up
+            seen, last = value, now
+    assert proc.returncode == 0, f"exit code {proc.returncode}:\n{log_tail(log)}"
+    return steps
+
+
+def manifest_chunks(cache_dir: Path) -> dict[str, dict]:
+    """The chunks listed by the one manifest under cache_dir ({} before it exists)."""
+    paths = list(cache_dir.glob(f"*/{MANIFEST_NAME}"))
+    assert len(paths) <= 1, paths
+    return json.loads(paths[0].read_text())["chunks"] if paths else {}
+
+
+ENCODE_SCIFACT_QUERIES = """
+import logging, sys
+import torch
+torch.set_num_threads(2)  # fixed, so every run does the same arithmetic whatever the machine's core count
+from matryoshka_adaptor.data import load_dataset_folder
+from matryoshka_adaptor.embeddings import Encoder
+logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+data_root, cache_dir, chunk_size = sys.argv[1:]
+queries = list(load_dataset_folder("scifact", data_root).queries.values())
+Encoder(cache_dir=cache_dir, chunk_size=int(chunk_size)).encode(queries, what="queries")
+"""
+
+
+@pytest.mark.skipif(
+    not DATA_ROOT or not (Path(DATA_ROOT) / "scifact" / "queries.jsonl").is_file(),
+    reason=f"set ${DATA_ROOT_ENV} to a folder holding scifact/ in BEIR layout",
+)
+def test_encoding_killed_at_random_resumes_to_the_same_bytes(tmp_path: Path, rng: random.Random) -> None:
+    """The real MiniLM on SciFact's queries in chunks of 64: killed mid-way, then resumed, it gives the very
+    bytes (manifest checksums and array) of an uninterrupted run."""
+    queries = list(load_dataset_folder("scifact", DATA_ROOT).queries.values())
+    chunk_size = 64
+    n_chunks = -(-len(queries) // chunk_size)
+    a, b = tmp_path / "a", tmp_path / "b"
+
+    # the uninterrupted run; the time it took per chunk sizes the kill window
+    proc = start_python(ENCODE_SCIFACT_QUERIES, DATA_ROOT, str(a), str(chunk_size), log=tmp_path / "a.log")
+    chunk_seconds = statistics.median(progress_times(proc, lambda: len(manifest_chunks(a)), tmp_path / "a.log"))
+
+    # killed at a random moment: once a random number of chunks is listed, within about one chunk's time.
+    # Waiting on chunks, not seconds, keeps the kill mid-way when the (shared) machine's speed drifts between
+    # runs; the 6 chunks held back allow the second run to be up to ~5x faster than the first.
+    after = rng.randint(1, n_chunks - 6)
+    code, delay = kill_at_random(
+        ENCODE_SCIFACT_QUERIES, DATA_ROOT, str(b), str(chunk_size), log=tmp_path / "b.log",
+        ready=lambda: len(manifest_chunks(b)) >= after, window=(0.0, chunk_seconds), rng=rng,
+    )
+    listed = len(manifest_chunks(b))
+    where = (
+        f"killed {delay:.3f} s (of a window of {chunk_seconds:.3f} s, one chunk) after chunk {after} was listed; "
+        f"{listed} of {n_chunks} chunks listed then"
+    )
+    assert code == -signal.SIGKILL and 1 <= listed < n_chunks, where
+
+    run_python(ENCODE_SCIFACT_QUERIES, DATA_ROOT, str(b), str(chunk_size), log=tmp_path / "b.log")
+    resumed = re.findall(r"encoding (\d+) queries .*\((\d+) cached\)", log_tail(tmp_path / "b.log", 10**6))
+    assert resumed[-1] == (str(len(queries) - listed * chunk_size), str(listed * chunk_size)), where
+    assert manifest_chunks(b) == manifest_chunks(a), where
+    assert np.array_equal(Encoder(cache_dir=b).encode(queries), Encoder(cache_dir=a).encode(queries)), where
+
+
+ENCODE_WITH_A_SLOW_FAKE_MODEL = """
+import sys, time, zlib
+import numpy as np
+from matryoshka_adaptor.embeddings import Encoder
+
+class SlowFake:
+    def encode(self, texts, **kwargs):
+        time.sleep(0.02)
+        return np.array([[len(t), t.count("1"), zlib.crc32(t.encode()) % 97] for t in texts], np.float32)
+
+encoder = Encoder("fake", cache_dir=sys.argv[1], device="cpu", chunk_size=1)
+encoder._model = SlowFake()
+encoder.encode([f"text {i}" for i in range(int(sys.argv[2]))])
+"""
+
+
+def test_many_kills_at_random_points_never_leave_a_bad_cache(tmp_path: Path, rng: random.Random) -> None:
+    """Without torch, cheap enough to kill one run several times: each kill lands anywhere, mid-write
+    included, and every restart only adds chunks until the cache is whole."""
+    n, log, listed = 60, tmp_path / "fake.log", [0]
+    for _ in range(3):
+        code, delay = kill_at_random(
+            ENCODE_WITH_A_SLOW_FAKE_MODEL, str(tmp_path), str(n), log=log,
+            ready=lambda: len(manifest_chunks(tmp_path)) > listed[-1], window=(0.0, 0.3), rng=rng,
+        )
+        listed.append(len(manifest_chunks(tmp_path)))
+        assert code == -signal.SIGKILL and listed[-2] < listed[-1] < n, f"{listed} chunks listed, last kill after {delay:.3f} s"
+    run_python(ENCODE_WITH_A_SLOW_FAKE_MODEL, str(tmp_path), str(n), log=log)
+    texts = [f"text {i}" for i in range(n)]
+    (cache,) = (p.parent for p in tmp_path.glob(f"*/{MANIFEST_NAME}"))
+    assert len(manifest_chunks(tmp_path)) == n and not list(cache.glob("*.tmp"))
+    expected = [[len(t), t.count("1"), zlib.crc32(t.encode()) % 97] for t in texts]
+    np.testing.assert_array_equal(Encoder("fake", cache_dir=tmp_path).encode(texts), expected)
