@@ -175,10 +175,9 @@ def main() -> None:
         report["train_run"] = run
     if "eval" in parts:
         report["eval"] = {**evaluation(), "run": run}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(json.dumps(report, indent=2) + "\n")
-    os.replace(tmp, out)
+    from matryoshka_adaptor.eval import write_json_atomic
+
+    write_json_atomic(out, report)
     print(table(report))
 
 

@@ -8,6 +8,7 @@ scale and approximate search need not repeat bit for bit. Files are written to a
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import shutil
@@ -16,6 +17,7 @@ from typing import Any
 
 import torch
 
+from .atomic import write_bytes_atomic
 from .errors import InputError
 
 logger = logging.getLogger(__name__)
@@ -26,12 +28,9 @@ NEIGHBORS_FILE = "neighbors.pt"
 
 def _save_atomic(obj: Any, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with tmp.open("wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    write_bytes_atomic(path, buffer.getvalue())
 
 
 def _differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:

