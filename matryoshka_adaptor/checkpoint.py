@@ -83,5 +83,8 @@ class Checkpointer:
         return saved["anchors"], saved["neighbors"]
 
     def clear(self) -> None:
+        """Remove the checkpoint folder, and its parent too when that is left empty (<output_dir>/checkpoints)."""
         if self.writer and self.folder.exists():
             shutil.rmtree(self.folder)
+            if not any(self.folder.parent.iterdir()):
+                self.folder.parent.rmdir()

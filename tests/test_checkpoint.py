@@ -55,7 +55,7 @@ def test_killed_training_resumes_to_the_same_adaptor(folder: Path, tmp_path: Pat
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"resuming from {state}: stage {killed_at['stage']}, epoch {killed_at['epoch']}" in resumed.stderr
     assert adaptor_files(out, folder.name) == adaptor_files(tmp_path / "whole", folder.name)
-    assert not state.parent.exists()  # removed once the run is complete
+    assert not state.parent.parent.exists()  # removed once the run is complete, with the emptied checkpoints/
 
 
 def test_resume_refuses_a_checkpoint_of_another_config(tmp_path: Path) -> None:
