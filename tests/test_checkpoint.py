@@ -1,22 +1,19 @@
 """Per-epoch checkpoints: a training run killed with SIGKILL at a random point and resumed with --resume ends
 with the same adaptor files, byte for byte, as an uninterrupted run."""
 
-import logging
 import random
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
+from killing import RUN_MAIN, kill_at_random, log_tail, run_python
 
 from matryoshka_adaptor.checkpoint import STATE_FILE, Checkpointer
 from matryoshka_adaptor.errors import InputError
 from matryoshka_adaptor.synthetic import write_synthetic_folder
 
-ROOT = Path(__file__).resolve().parents[1]
 STAGES = ("unsupervised", "supervised")
 
 
@@ -25,35 +22,29 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_synthetic_folder(tmp_path_factory.mktemp("synthetic"), n_docs=3000, n_queries=300, dim=64)
 
 
-def main_command(folder: Path, out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "main.py", f"--embeddings={folder}", f"--qrels={folder / 'qrels.tsv'}", f"--output_dir={out}",
-            "--hidden_dim=128", "--unsup_epochs=4", "--sup_epochs=6", "--unsup_batch_size=64", "--sup_batch_size=16",
-            "--max_dim_drop=1.0", "--threads=1", *extra]
+def main_args(folder: Path, out: Path) -> list[str]:
+    return [f"--embeddings={folder}", f"--qrels={folder / 'qrels.tsv'}", f"--output_dir={out}", "--hidden_dim=128",
+            "--unsup_epochs=4", "--sup_epochs=6", "--unsup_batch_size=64", "--sup_batch_size=16", "--max_dim_drop=1.0",
+            "--threads=1"]
 
 
 def adaptor_files(out: Path, name: str) -> dict[str, bytes]:
     return {s: (out / f"{name}_{s}" / "model.safetensors").read_bytes() for s in STAGES}
 
 
-def test_killed_training_resumes_to_the_same_adaptor(folder: Path, tmp_path: Path) -> None:
+def test_killed_training_resumes_to_the_same_adaptor(folder: Path, tmp_path: Path, rng: random.Random) -> None:
     start = time.monotonic()
-    subprocess.run(main_command(folder, tmp_path / "whole"), cwd=ROOT, check=True, capture_output=True, timeout=300)
+    run_python(RUN_MAIN, *main_args(folder, tmp_path / "whole"), log=tmp_path / "whole.log")
     duration = time.monotonic() - start
 
-    out = tmp_path / "killed"
-    proc = subprocess.Popen(main_command(folder, out), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    out, log = tmp_path / "killed", tmp_path / "killed.log"
     state = out / "checkpoints" / folder.name / STATE_FILE
-    while not state.exists() and proc.poll() is None:  # wait for the first epoch checkpoint
-        time.sleep(0.02)
-    delay = random.uniform(0, 0.5 * duration)
-    logging.getLogger(__name__).warning("killing the training run %.2f s after its first checkpoint", delay)
-    time.sleep(delay)
-    proc.send_signal(signal.SIGKILL)
-    assert proc.wait() == -signal.SIGKILL, f"the run ended before the kill ({delay:.2f} s after its first checkpoint)"
+    code, delay = kill_at_random(RUN_MAIN, *main_args(folder, out), log=log, ready=state.exists,
+                                 window=(0.0, 0.5 * duration), rng=rng)  # after the first epoch checkpoint
+    assert code == -signal.SIGKILL, f"the run ended before the kill ({delay:.2f} s after its first checkpoint)"
     killed_at = torch.load(state, weights_only=False)
-    resumed = subprocess.run(main_command(folder, out, "--resume"), cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert f"resuming from {state}: stage {killed_at['stage']}, epoch {killed_at['epoch']}" in resumed.stderr
+    run_python(RUN_MAIN, *main_args(folder, out), "--resume", log=log)
+    assert f"resuming from {state}: stage {killed_at['stage']}, epoch {killed_at['epoch']}" in log_tail(log, 10**6)
     assert adaptor_files(out, folder.name) == adaptor_files(tmp_path / "whole", folder.name)
     assert not state.parent.parent.exists()  # removed once the run is complete, with the emptied checkpoints/
 

@@ -1,10 +1,9 @@
 """Kill-and-resume: a real subprocess is SIGKILLed at a random moment, run again, and must end where an
 uninterrupted run ends, bit for bit.
 
-The helpers are generic: `start_python` runs a script string in a subprocess (output to a log file),
-`wait_until` polls a condition on disk, `progress_times` times a run's steps, `kill_at_random` kills a run a
-random delay after its condition holds. The seed and each delay are printed (pytest shows them with a
-failure) and the failure message repeats the delay; RESUME_TEST_SEED=<seed> replays the same random choices.
+The generic helpers are in killing.py; `progress_times` here times a run's steps. The seed and each delay are
+printed (pytest shows them with a failure) and the failure message repeats the delay; RESUME_TEST_SEED=<seed>
+replays the same random choices.
 """
 
 from __future__ import annotations
@@ -16,7 +15,6 @@ import re
 import signal
 import statistics
 import subprocess
-import sys
 import time
 import zlib
 from collections.abc import Callable
@@ -24,65 +22,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from killing import kill_at_random, log_tail, run_python, start_python
 
 from matryoshka_adaptor.data import DATA_ROOT_ENV, load_dataset_folder
 from matryoshka_adaptor.embeddings import MANIFEST_NAME, Encoder
 
-ROOT = Path(__file__).resolve().parent.parent
 DATA_ROOT = os.environ.get(DATA_ROOT_ENV)
-TIMEOUT = 300.0  # seconds for any one subprocess run: a hang fails the test instead of blocking CI
-
-
-@pytest.fixture
-def rng() -> random.Random:
-    seed = int(os.environ.get("RESUME_TEST_SEED") or random.randrange(2**32))
-    print(f"RESUME_TEST_SEED={seed}")  # pytest shows a failing test's output; INFO logs it would drop
-    return random.Random(seed)
-
-
-def start_python(code: str, *args: str, log: Path) -> subprocess.Popen:
-    """`python -c code args...` from the repo root, stdout and stderr appended to `log` (a pipe could fill up)."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    with log.open("a") as out:
-        return subprocess.Popen([sys.executable, "-c", code, *args], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-
-
-def log_tail(log: Path, n: int = 3000) -> str:
-    return log.read_text(errors="replace")[-n:] if log.exists() else ""
-
-
-def run_python(code: str, *args: str, log: Path) -> None:
-    """Run to completion; a non-zero exit fails the test with the end of the log."""
-    proc = start_python(code, *args, log=log)
-    assert proc.wait(TIMEOUT) == 0, f"exit code {proc.returncode}:\n{log_tail(log)}"
-
-
-def wait_until(condition: Callable[[], bool], proc: subprocess.Popen, log: Path, poll: float = 0.01) -> float:
-    """Poll `condition` until it holds (returns time.monotonic() then); fail if `proc` exits first."""
-    deadline = time.monotonic() + TIMEOUT
-    while not condition():
-        assert proc.poll() is None, f"exited ({proc.returncode}) before the condition held:\n{log_tail(log)}"
-        assert time.monotonic() < deadline, f"condition not met in {TIMEOUT} s:\n{log_tail(log)}"
-        time.sleep(poll)
-    return time.monotonic()
-
-
-def kill_at_random(
-    code: str, *args: str, log: Path, ready: Callable[[], bool], window: tuple[float, float], rng: random.Random
-) -> tuple[int, float]:
-    """Start a run, SIGKILL it uniform(*window) seconds after `ready()` first holds; (exit code, delay)."""
-    proc = start_python(code, *args, log=log)
-    try:
-        wait_until(ready, proc, log)
-        delay = rng.uniform(*window)
-        print(f"killing pid {proc.pid} {delay:.3f} s after it was ready (window {window[0]:.3f}..{window[1]:.3f} s)")
-        time.sleep(delay)
-        proc.send_signal(signal.SIGKILL)
-        return proc.wait(TIMEOUT), delay
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 def progress_times(proc: subprocess.Popen, progress: Callable[[], int], log: Path, poll: float = 0.01) -> list[float]:

@@ -1,0 +1,63 @@
+"""Subprocess runs for the kill-and-resume tests (test_resume.py, test_checkpoint.py): `start_python` runs a
+script string from the repo root (output to a log file), `wait_until` polls a condition on disk, and
+`kill_at_random` SIGKILLs a run a random delay after its condition first holds."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TIMEOUT = 300.0  # seconds for any one subprocess run: a hang fails the test instead of blocking CI
+RUN_MAIN = "import runpy, sys; sys.argv[0] = 'main.py'; runpy.run_path('main.py', run_name='__main__')"  # main.py args...
+
+
+def start_python(code: str, *args: str, log: Path) -> subprocess.Popen:
+    """`python -c code args...` from the repo root, stdout and stderr appended to `log` (a pipe could fill up)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    with log.open("a") as out:
+        return subprocess.Popen([sys.executable, "-c", code, *args], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+
+def log_tail(log: Path, n: int = 3000) -> str:
+    return log.read_text(errors="replace")[-n:] if log.exists() else ""
+
+
+def run_python(code: str, *args: str, log: Path) -> None:
+    """Run to completion; a non-zero exit fails the test with the end of the log."""
+    proc = start_python(code, *args, log=log)
+    assert proc.wait(TIMEOUT) == 0, f"exit code {proc.returncode}:\n{log_tail(log)}"
+
+
+def wait_until(condition: Callable[[], bool], proc: subprocess.Popen, log: Path, poll: float = 0.01) -> float:
+    """Poll `condition` until it holds (returns time.monotonic() then); fail if `proc` exits first."""
+    deadline = time.monotonic() + TIMEOUT
+    while not condition():
+        assert proc.poll() is None, f"exited ({proc.returncode}) before the condition held:\n{log_tail(log)}"
+        assert time.monotonic() < deadline, f"condition not met in {TIMEOUT} s:\n{log_tail(log)}"
+        time.sleep(poll)
+    return time.monotonic()
+
+
+def kill_at_random(
+    code: str, *args: str, log: Path, ready: Callable[[], bool], window: tuple[float, float], rng: random.Random
+) -> tuple[int, float]:
+    """Start a run, SIGKILL it uniform(*window) seconds after `ready()` first holds; (exit code, delay)."""
+    proc = start_python(code, *args, log=log)
+    try:
+        wait_until(ready, proc, log)
+        delay = rng.uniform(*window)
+        print(f"killing pid {proc.pid} {delay:.3f} s after it was ready (window {window[0]:.3f}..{window[1]:.3f} s)")
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        return proc.wait(TIMEOUT), delay
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
