@@ -4,13 +4,15 @@ With the defaults it trains on SciFact, unsupervised then supervised (the paper'
 saved_models/scifact_unsupervised/ and saved_models/scifact_supervised/. Every constant below and every
 field of matryoshka_adaptor.train.TrainConfig (dims, seed, loss weights, epochs, ...) can be overridden:
     python main.py --dataset=scifact --data_root=../shared/data/beir --seed=1 --dims=16,32,64 --overwrite
-`python main.py --help` lists every key with its default.
+`python main.py --help` lists every key with its default and what it does.
 """
 
 from __future__ import annotations
 
 import ast
+import inspect
 import logging
+import re
 import sys
 import time
 from dataclasses import asdict, fields
@@ -19,11 +21,12 @@ from typing import Any
 
 import torch
 
-from matryoshka_adaptor.checkpoint import STATE_FILE, Checkpointer
+from matryoshka_adaptor.checkpoint import STATE_FILE as _STATE_FILE, Checkpointer
 from matryoshka_adaptor.distributed import World, init_from_env, shutdown
 from matryoshka_adaptor.embeddings import (
     DEFAULT_MODEL as _DEFAULT_MODEL,  # underscore: not a --key
 )
+from matryoshka_adaptor.data import DATA_ROOT_ENV as _DATA_ROOT_ENV
 from matryoshka_adaptor.errors import InputError, run_command
 from matryoshka_adaptor.sources import Source
 from matryoshka_adaptor.train import (
@@ -36,11 +39,12 @@ from matryoshka_adaptor.train import (
 )
 
 logger = logging.getLogger("main")
+EVAL_SPLIT = "test"  # the split eval.py scores by default: never trained on
 
 # -- data ---------------------------------------------------------------------------------------------------------
 dataset = "scifact"  # BEIR dataset, read from <data_root>/<dataset>/ (fetched from the hub as mteb/<dataset> if absent)
 data_root = None  # folder of BEIR datasets; None: $MATRYOSHKA_DATA_ROOT, else ./data
-train_split = "train"  # qrels/<train_split>.tsv supervises and validates; the test qrels are never read here
+train_split = "train"  # qrels/<train_split>.tsv supervises and validates; never 'test' (the split eval.py scores)
 max_docs = None  # keep only the first N documents (quick looks, tests); None keeps all
 embeddings = None  # folder of precomputed vectors instead of a dataset: no model is loaded (see README)
 qrels = None  # qrels TSV to supervise with; None: <dataset folder>/qrels/<train_split>.tsv
@@ -70,7 +74,20 @@ DATASET_CONFIGS: dict[str, dict[str, Any]] = {
     },
 }
 
-RUN_KEYS = [k for k, v in globals().items() if not k.startswith("_") and isinstance(v, (str, int, bool, type(None)))]
+
+
+def line_comments(source: str) -> dict[str, str]:
+    """name -> the comment on the line that assigns it (`name = ...  # ...` or `name: T = ...  # ...`)."""
+    out: dict[str, str] = {}
+    for line in source.splitlines():
+        if m := re.match(r"\s*(\w+)\s*(?::[^=]+)?=[^#]*#\s*(.+)$", line):
+            out.setdefault(m.group(1), m.group(2).strip())
+    return out
+
+
+# the run constants: the simple values assigned above this point, each with its comment for --help
+_RUN_HELP = line_comments(Path(__file__).read_text().split("# -- named dataset configs")[0])
+RUN_KEYS = [k for k in _RUN_HELP if k.islower() and k in globals() and isinstance(globals()[k], (str, int, bool, type(None)))]
 
 
 def parse_value(raw: str, default: Any) -> Any:
@@ -99,11 +116,7 @@ def parse_args(argv: list[str]) -> tuple[dict[str, Any], TrainConfig]:
     train_overrides: dict[str, Any] = {}
     for arg in argv:
         if arg in ("-h", "--help"):
-            print(__doc__)
-            for k in RUN_KEYS:
-                print(f"  --{k}={run[k]}")
-            for k, v in train_defaults.items():
-                print(f"  --{k}={','.join(map(str, v)) if isinstance(v, tuple) else v}")
+            print(help_text(run, train_defaults))
             sys.exit(0)
         key, eq, raw = arg.removeprefix("--").partition("=")
         key = key.replace("-", "_")
@@ -120,6 +133,30 @@ def parse_args(argv: list[str]) -> tuple[dict[str, Any], TrainConfig]:
             raise InputError(f"argument {arg!r}: cannot read {raw!r} as {type(default).__name__} ({e})") from None
         (run if key in run else train_overrides)[key] = value
     return run, TrainConfig(**{**DATASET_CONFIGS.get(run["dataset"], {}), **train_overrides})
+
+
+def help_text(run: dict[str, Any], train_defaults: dict[str, Any]) -> str:
+    """Every key with its default and its comment from this file or from TrainConfig, and what to run next."""
+    train_help = line_comments(inspect.getsource(TrainConfig))
+
+    def rows(values: dict[str, Any], comments: dict[str, str]) -> list[str]:
+        shown = {k: ",".join(map(str, v)) if isinstance(v, tuple) else str(v) for k, v in values.items()}
+        width = max(len(f"--{k}={v}") for k, v in shown.items())
+        return [f"  {f'--{k}={v}':<{width}}  {comments.get(k, '')}".rstrip() for k, v in shown.items()]
+
+    return "\n".join([
+        __doc__.strip(),
+        "",
+        f"Data root: --data_root, else ${_DATA_ROOT_ENV}, else ./data. A bare --flag means --flag=true.",
+        "",
+        "run keys:",
+        *rows({k: run[k] for k in RUN_KEYS}, _RUN_HELP),
+        "",
+        "training keys (matryoshka_adaptor.train.TrainConfig):",
+        *rows(train_defaults, train_help),
+        "",
+        "next: python matryoshka_adaptor/eval.py scores the saved adaptors on the test split (--help for its options)",
+    ])
 
 
 def source_of(run: dict[str, Any]) -> Source:
@@ -139,6 +176,11 @@ def load_inputs(source: Source, split: str, world: World):
 
 
 def train(run: dict[str, Any], config: TrainConfig) -> dict[str, Path]:
+    if run["train_split"] == EVAL_SPLIT and not run["qrels"]:
+        raise InputError(
+            f"--train_split={EVAL_SPLIT}: that is the split eval.py scores; training on it would report training "
+            "queries as test results (name another split, or --qrels=FILE on purpose)"
+        )
     stage_names = [s.strip() for s in run["stages"].split(",") if s.strip()]
     for s in stage_names:
         if s not in STAGES:
@@ -146,7 +188,7 @@ def train(run: dict[str, Any], config: TrainConfig) -> dict[str, Path]:
     source = source_of(run)
     folders = {s: Path(run["output_dir"]) / f"{source.name}_{s}" for s in stage_names}
     checkpoint_dir = Path(run["checkpoint_dir"] or Path(run["output_dir"]) / "checkpoints" / source.name)
-    resuming = run["resume"] and (checkpoint_dir / STATE_FILE).is_file()
+    resuming = run["resume"] and (checkpoint_dir / _STATE_FILE).is_file()
     if run["resume"] and not resuming:
         logger.warning("--resume: no checkpoint in %s, starting from the beginning", checkpoint_dir)
     if not (run["overwrite"] or resuming):  # a resumed run may replace the folders its first part saved
@@ -165,12 +207,12 @@ def train(run: dict[str, Any], config: TrainConfig) -> dict[str, Path]:
         if stage_names == ["supervised"]:
             raise InputError(f"{qrels_path or '--qrels'}: no training qrels; the supervised stage needs them")
         logger.warning(
-            "%s: no training qrels; training the unsupervised stage only, for its fixed %d epochs (no validation)",
-            qrels_path or "--qrels not given", config.unsup_epochs,
+            "%s: no training qrels; training the unsupervised stage only, chosen on the corpus alone",
+            qrels_path or "--qrels not given",
         )
         stage_names.remove("supervised")
 
-    train_sup = val_sup = None
+    sup = train_sup = val_sup = None
     if qrels is not None:
         sup = Supervision.from_qrels(qrels, embedded.query_index, embedded.query_embeddings, embedded.doc_index)
         train_rows, val_rows = split_validation(len(sup.queries), config.val_fraction, config.seed)
@@ -191,7 +233,7 @@ def train(run: dict[str, Any], config: TrainConfig) -> dict[str, Path]:
     checkpoint = Checkpointer(checkpoint_dir, fingerprint, writer=world.is_main)
     state = checkpoint.load() if resuming else None
     saved_neighbors = checkpoint.load_neighbors() if state else None
-    trainer = Trainer(embedded.doc_embeddings, config, run["device"], saved_neighbors)
+    trainer = Trainer(embedded.doc_embeddings, config, run["device"], saved_neighbors, evidence=sup)
     if saved_neighbors is None:
         checkpoint.save_neighbors(trainer.anchors, trainer.neighbors)
     provenance = {

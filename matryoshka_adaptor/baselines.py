@@ -4,36 +4,22 @@ from __future__ import annotations
 
 import numpy as np
 
-from .vectors import check_embeddings, pca_rotation, unit_rows
+from .vectors import check_embeddings, start_map, unit_rows
 
 
-class Truncation:
-    """The base model as is: keep the first dim coordinates."""
+class StartMap:
+    """x -> R·(x − μ) truncated to dim and L2-normalised, for a start map of vectors.START_MAPS: 'none' (the
+    base model truncated), 'pca' (uncentred axes), 'centred_axes' (centred axes, no mean removal), 'centred_pca'."""
 
-    def __init__(self, input_dim: int) -> None:
-        self.input_dim = input_dim
-
-    def transform(self, x: np.ndarray, dim: int) -> np.ndarray:
-        return unit_rows(check_embeddings(x, self.input_dim)[:, :dim])
-
-
-class PCA:
-    """Project the mean-removed embeddings on the top principal axes of the corpus."""
-
-    def __init__(self, corpus: np.ndarray) -> None:
+    def __init__(self, corpus: np.ndarray, name: str) -> None:
         corpus = check_embeddings(corpus, corpus.shape[1], what="corpus embeddings")
-        self.mean = corpus.mean(axis=0)
-        self.axes = pca_rotation(corpus - self.mean)
+        self.input_dim = corpus.shape[1]
+        self.rotation, self.center = start_map(corpus, name)
 
     def transform(self, x: np.ndarray, dim: int) -> np.ndarray:
-        return unit_rows((check_embeddings(x, len(self.mean)) - self.mean) @ self.axes[:dim].T)
-
-
-class PCARotation:
-    """The same axes without mean removal: an orthogonal rotation, so full-dim cosines are unchanged."""
-
-    def __init__(self, corpus: np.ndarray) -> None:
-        self.axes = pca_rotation(check_embeddings(corpus, corpus.shape[1], what="corpus embeddings"))
-
-    def transform(self, x: np.ndarray, dim: int) -> np.ndarray:
-        return unit_rows(check_embeddings(x, len(self.axes)) @ self.axes[:dim].T)
+        x = check_embeddings(x, self.input_dim)
+        if self.center is not None:
+            x = x - self.center
+        if self.rotation is not None:
+            x = x @ self.rotation[:dim].T
+        return unit_rows(x[:, :dim])

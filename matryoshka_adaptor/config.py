@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InputError
+from .vectors import START_MAPS
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 ACTIVATIONS = ("gelu", "relu", "tanh")
-ROTATIONS = ("pca", "none")
 
 
 @dataclass
@@ -25,7 +25,7 @@ class AdaptorConfig:
     hidden_dim: int = 512  # width of f's hidden layers
     num_hidden_layers: int = 1  # f = Linear -> act -> (Linear -> act) x (n-1) -> Linear
     activation: str = "relu"
-    input_rotation: str = "pca"  # 'pca': R = principal axes of the corpus embeddings (no mean removal); 'none': R = I
+    input_rotation: str = "centred_axes"  # the start map z = R·(ce − μ), one of vectors.START_MAPS
     training: dict[str, Any] = field(default_factory=dict)  # losses, hyperparameters, dataset, seed, scores
 
     def __post_init__(self) -> None:
@@ -37,8 +37,8 @@ class AdaptorConfig:
             )
         if self.activation not in ACTIVATIONS:
             raise InputError(f"activation {self.activation!r}: expected one of {list(ACTIVATIONS)}")
-        if self.input_rotation not in ROTATIONS:
-            raise InputError(f"input_rotation {self.input_rotation!r}: expected one of {list(ROTATIONS)}")
+        if self.input_rotation not in START_MAPS:
+            raise InputError(f"input_rotation {self.input_rotation!r}: expected one of {list(START_MAPS)}")
 
 
 def read_adaptor_folder(folder: str | os.PathLike[str]) -> tuple[AdaptorConfig, Path]:

@@ -2,7 +2,8 @@
 
 A dataset is named (default `scifact`) and looked up as <data root>/<name>; the data root comes from
 --data-root, else $MATRYOSHKA_DATA_ROOT, else ./data. When the folder is missing, the dataset is fetched
-from the Hugging Face hub (mteb/<name>, as MTEB does) and written there in BEIR layout.
+from the Hugging Face hub (mteb/<name>, as MTEB does) and written there in BEIR layout. `xquad-r-<lang>` is
+read from <data root>/xquad-r/<lang>.json instead (xquad.py), with its qrels in memory.
 """
 
 from __future__ import annotations
@@ -29,11 +30,16 @@ class BeirDataset:
     """Texts as the model reads them: a document is `title + " " + text` (MTEB's join), a query its text."""
 
     name: str
-    folder: Path
+    folder: Path  # the BEIR folder; for a dataset read from one file (xquad.py), that file
     corpus: dict[str, str]
     queries: dict[str, str]
+    # split -> qrels held in memory, for datasets not stored as BEIR files; None: read qrels/<split>.tsv
+    split_qrels: dict[str, dict[str, dict[str, int]]] | None = None
 
     def qrels_path(self, split: str) -> Path:
+        """Where `split`'s qrels come from: qrels/<split>.tsv, or <file>#<split> for in-memory qrels."""
+        if self.split_qrels is not None:
+            return Path(f"{self.folder}#{split}")
         return self.folder / "qrels" / f"{split}.tsv"
 
 
@@ -156,7 +162,11 @@ def fetch_from_hub(name: str, folder: Path) -> None:
 
 
 def load_dataset_folder(name: str, data_root: str | os.PathLike[str] | None = None) -> BeirDataset:
-    """Read <data root>/<name> (fetching it from the hub first if it is not there)."""
+    """Read <data root>/<name> (fetching it from the hub first if it is not there); xquad-r-<lang>: xquad.py."""
+    from . import xquad  # here, not at the top: xquad.py imports this module
+
+    if name.startswith(xquad.PREFIX):
+        return xquad.load_xquad(name, data_root)
     root = resolve_data_root(data_root)
     folder = root / name
     if not folder.exists():

@@ -24,7 +24,7 @@ import numpy as np
 if __package__ in (None, ""):  # run as a script: make the repo root importable instead of this folder
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-from matryoshka_adaptor.baselines import PCA, PCARotation, Truncation
+from matryoshka_adaptor.baselines import StartMap
 from matryoshka_adaptor.embeddings import DEFAULT_MODEL, EmbeddedDataset
 from matryoshka_adaptor.errors import InputError, run_command
 from matryoshka_adaptor.losses import default_dims, validate_dims
@@ -37,6 +37,8 @@ from matryoshka_adaptor.sources import Source
 logger = logging.getLogger("matryoshka_adaptor.eval")
 
 ADAPTOR_STAGES = ("unsupervised", "supervised")
+# method name -> training-free start map (vectors.START_MAPS); PCA is centred, the two rotations keep full-dim cosines
+BASELINES = {"base": "none", "pca": "centred_pca", "pca_rotation": "pca", "centred_rotation": "centred_axes"}
 Transform = Callable[[np.ndarray, int], np.ndarray]
 
 
@@ -127,12 +129,8 @@ def methods_to_run(embedded: EmbeddedDataset, models_dir: Path, names: list[str]
     corpus = embedded.doc_embeddings
     out: dict[str, Transform] = {}
     for name in names:
-        if name == "base":
-            out[name] = Truncation(corpus.shape[1]).transform
-        elif name == "pca":
-            out[name] = PCA(corpus).transform
-        elif name == "pca_rotation":
-            out[name] = PCARotation(corpus).transform
+        if name in BASELINES:
+            out[name] = StartMap(corpus, BASELINES[name]).transform
         elif name in ADAPTOR_STAGES:
             folder = models_dir / f"{embedded.name}_{name}"
             if not folder.exists():
@@ -140,7 +138,7 @@ def methods_to_run(embedded: EmbeddedDataset, models_dir: Path, names: list[str]
                 continue
             out[name] = MatryoshkaAdaptor.load(folder).transform
         else:
-            raise InputError(f"method {name!r}: expected one of base, pca, pca_rotation, {', '.join(ADAPTOR_STAGES)}")
+            raise InputError(f"method {name!r}: expected one of {', '.join([*BASELINES, *ADAPTOR_STAGES])}")
     return out
 
 
@@ -190,7 +188,7 @@ def format_choices(choices: dict[str, dict[str, Any]], full: int) -> str:
     lines = [f"smallest dim within 1% / 5% of base@{full} nDCG@10 (MB per million float32 vectors)"]
     for name, c in choices.items():
         cells = [f"{c[k]['dim']} ({c[k]['mb_per_million_float32']:.0f} MB)" if c[k]["dim"] else "none" for k in ("within_1pct", "within_5pct")]
-        lines.append(f"  {name:<14} {cells[0]:>16} / {cells[1]}")
+        lines.append(f"  {name:<18} {cells[0]:>16} / {cells[1]}")
     return "\n".join(lines)
 
 
@@ -214,19 +212,19 @@ def format_plans(plans: dict[str, Any]) -> str:
         for k, r in plan["shortlist_rerank"].items():
             o = plan["one_stage"][k]
             lines.append(
-                f"  {name:<14} k={k:>4}  rerank {r['ndcg_at_10']:.4f} {r['ms_per_query']:.3f} ms   "
+                f"  {name:<18} k={k:>4}  rerank {r['ndcg_at_10']:.4f} {r['ms_per_query']:.3f} ms   "
                 f"one-stage {o['ndcg_at_10']:.4f} {o['ms_per_query']:.3f} ms   (full dim {r['full_dim_ms_per_query']:.3f} ms)"
             )
         full = plan["one_stage"][max(plan["one_stage"], key=int)]
-        lines.append(f"  {name:<14} full        {full['ndcg_at_10']:.4f} {full['ms_per_query']:.3f} ms")
+        lines.append(f"  {name:<18} full        {full['ndcg_at_10']:.4f} {full['ms_per_query']:.3f} ms")
     return "\n".join(lines)
 
 
 def format_table(scores: dict[str, dict[int, float]], dims: tuple[int, ...]) -> str:
-    header = f"{'method':<14}" + "".join(f"{d:>8}" for d in dims)
+    header = f"{'method':<18}" + "".join(f"{d:>8}" for d in dims)
     lines = [header, "-" * len(header)]
     for name, by_dim in scores.items():
-        lines.append(f"{name:<14}" + "".join(f"{by_dim[d]:>8.4f}" for d in dims))
+        lines.append(f"{name:<18}" + "".join(f"{by_dim[d]:>8.4f}" for d in dims))
     return "\n".join(lines)
 
 
@@ -299,24 +297,28 @@ def plot_search_plans(plans: dict[str, Any], dims: tuple[int, ...], title: str, 
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--dataset", default="scifact", help="BEIR dataset name (default: scifact)")
-    p.add_argument("--data-root", "--data_root", default=None, help="folder of BEIR datasets (default: $MATRYOSHKA_DATA_ROOT, else ./data)")
-    p.add_argument("--split", default="test", help="qrels split to score (default: test)")
+    p = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        epilog="Data root: --data-root, else $MATRYOSHKA_DATA_ROOT, else ./data. Train first with python main.py.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--dataset", default="scifact", help="BEIR dataset name, or xquad-r-<lang>")
+    p.add_argument("--data-root", "--data_root", default=None, help="folder of datasets (None: $MATRYOSHKA_DATA_ROOT, else ./data)")
+    p.add_argument("--split", default="test", help="qrels split to score")
     p.add_argument("--embeddings", default=None, help="folder of precomputed vectors instead of a dataset (see README)")
-    p.add_argument("--qrels", default=None, help="qrels TSV (default: <dataset folder>/qrels/<split>.tsv)")
+    p.add_argument("--qrels", default=None, help="qrels TSV (None: <dataset folder>/qrels/<split>.tsv)")
     p.add_argument("--id-column", "--id_column", default="id", help="parquet vector files: id column")
     p.add_argument("--vector-column", "--vector_column", default="embedding", help="parquet vector files: vector column")
-    p.add_argument("--model", default=DEFAULT_MODEL, help="base SentenceTransformer model")
-    p.add_argument("--max-seq-length", "--max_seq_length", type=int, default=None)
-    p.add_argument("--cache-dir", "--cache_dir", default=None, help="embedding cache (default: $MATRYOSHKA_CACHE_DIR, else ./.cache/embeddings)")
+    p.add_argument("--model", default=DEFAULT_MODEL, help="base SentenceTransformer model that made the cached vectors")
+    p.add_argument("--max-seq-length", "--max_seq_length", type=int, default=None, help="as given to main.py (None: the model's own)")
+    p.add_argument("--cache-dir", "--cache_dir", default=None, help="embedding cache (None: $MATRYOSHKA_CACHE_DIR, else ./.cache/embeddings)")
     p.add_argument("--models-dir", "--models_dir", default="saved_models", help="where main.py saved the adaptors")
-    p.add_argument("--methods", default="base,pca,pca_rotation,unsupervised,supervised")
-    p.add_argument("--dims", default=None, help="comma-separated, increasing (default: 16, 32, 64, then steps of width/6)")
+    p.add_argument("--methods", default=",".join([*BASELINES, *ADAPTOR_STAGES]), help="comma-separated methods to score")
+    p.add_argument("--dims", default=None, help="comma-separated, increasing (None: 16, 32, 64, then steps of width/6)")
     p.add_argument("--max-docs", "--max_docs", type=int, default=None, help="first N documents only (as in training)")
-    p.add_argument("--results-dir", "--results_dir", default="results")
-    p.add_argument("--plots-dir", "--plots_dir", default="plots")
-    p.add_argument("--device", default=None)
+    p.add_argument("--results-dir", "--results_dir", default="results", help="where eval_results_<dataset>.json goes")
+    p.add_argument("--plots-dir", "--plots_dir", default="plots", help="where the plots go")
+    p.add_argument("--device", default=None, help="encoding device when something must be encoded (None: auto)")
     p.add_argument("--shortlist", type=int, default=100, help="N for shortlist-and-rerank (0: skip that comparison)")
     return p.parse_args(argv)
 

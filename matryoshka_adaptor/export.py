@@ -45,13 +45,14 @@ def adaptor_as_dense_layers(adaptor: MatryoshkaAdaptor) -> list[nn.Module]:
         )
     linears = [m for m in adaptor.mlp if isinstance(m, nn.Linear)]
     rot = adaptor.rotation.detach().cpu()
+    shift = -rot @ adaptor.center.detach().cpu()  # z = R·x − R·μ: the centring becomes a bias
     d = config.input_dim
     eye = torch.eye(d)
     layers: list[nn.Module] = []
     with torch.no_grad():
         first = linears[0]
         w = torch.cat([rot, -rot, first.weight.cpu() @ rot])
-        b = torch.cat([torch.zeros(2 * d), first.bias.cpu()])
+        b = torch.cat([shift, -shift, first.bias.cpu() + first.weight.cpu() @ shift])
         layers.append(Dense(d, w.shape[0], activation_function=nn.ReLU(), init_weight=w, init_bias=b))
         for lin in linears[1:-1]:
             w = torch.block_diag(eye, eye, lin.weight.cpu())

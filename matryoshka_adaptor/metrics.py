@@ -20,18 +20,18 @@ def ndcg_at_k(scores: torch.Tensor, relevance: torch.Tensor, k: int = 10) -> flo
     return float((dcg[keep] / ideal[keep]).mean()) if bool(keep.any()) else float("nan")
 
 
-def ndcg_of_top(top: torch.Tensor, judgments: list[dict[int, float]], k: int = 10) -> float:
-    """ndcg_at_k from each query's ranked document rows (queries, >= k) and its judgments {doc row: y}, for
-    corpora too large for a dense relevance matrix; same gains, discounts and skipped rows."""
+def ndcg_per_query(top: torch.Tensor, judgments: list[dict[int, float]], k: int = 10) -> np.ndarray:
+    """nDCG@k of each query from its ranked document rows (queries, >= k) and its judgments {doc row: y}, for
+    corpora too large for a dense relevance matrix: ndcg_at_k's gains and discounts, NaN for a query without
+    relevant documents (ndcg_at_k skips those), so that two rankings can be compared query by query."""
     discounts = 1.0 / np.log2(np.arange(2, k + 2))
-    per_query = []
-    for ranked, judged in zip(top[:, :k].tolist(), judgments):
+    out = np.full(len(judgments), np.nan)
+    for i, (ranked, judged) in enumerate(zip(top[:, :k].tolist(), judgments)):
         gains = sorted((max(y, 0.0) for y in judged.values()), reverse=True)[:k]
         ideal = float(np.dot(gains, discounts[: len(gains)]))
         if ideal > 0:
-            dcg = sum(max(judged.get(d, 0.0), 0.0) * w for d, w in zip(ranked, discounts))
-            per_query.append(dcg / ideal)
-    return float(np.mean(per_query)) if per_query else float("nan")
+            out[i] = sum(max(judged.get(d, 0.0), 0.0) * w for d, w in zip(ranked, discounts)) / ideal
+    return out
 
 
 def relevance_matrix(

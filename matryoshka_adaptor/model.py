@@ -1,8 +1,9 @@
-"""The adaptor: ĉe = z + f(z) with z = R·ce, a fixed rotation R (identity or PCA) and a small MLP f.
+"""The adaptor: ĉe = z + f(z) with z = R·(ce − μ), a fixed start map (R a rotation, μ a centre, often 0) and a small MLP f.
 
-f's last layer starts at zero, so a new adaptor is exactly z: the identity, or with the PCA rotation an
-isometry (every full-dim cosine unchanged) that already orders the coordinates by variance. Training then
-only has to bend that start, which is why the rotation is a named config value rather than a hidden trick.
+f's last layer starts at zero, so a new adaptor is exactly z: the identity, a rotation onto principal axes (an
+isometry: every full-dim cosine unchanged, coordinates ordered by variance), or centred PCA (μ the corpus mean,
+which changes cosines). Training then only has to bend that start, which is why the start is a named config value
+(`input_rotation`) rather than a hidden trick; selection.py chooses it from training-time evidence.
 """
 
 from __future__ import annotations
@@ -32,14 +33,23 @@ ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "tanh": nn.Tanh}
 class MatryoshkaAdaptor(nn.Module):
     """ĉe = z + f(z), z = R·ce; the first m coordinates of ĉe are a usable m-dim embedding."""
 
-    def __init__(self, config: AdaptorConfig, rotation: np.ndarray | torch.Tensor | None = None) -> None:
+    def __init__(
+        self,
+        config: AdaptorConfig,
+        rotation: np.ndarray | torch.Tensor | None = None,
+        center: np.ndarray | torch.Tensor | None = None,
+    ) -> None:
         super().__init__()
         self.config = config
         d = config.input_dim
         rot = torch.eye(d) if rotation is None else torch.as_tensor(rotation, dtype=torch.float32)
         if rot.shape != (d, d):
             raise InputError(f"rotation: expected shape ({d}, {d}), got {tuple(rot.shape)}")
+        mu = torch.zeros(d) if center is None else torch.as_tensor(center, dtype=torch.float32)
+        if mu.shape != (d,):
+            raise InputError(f"center: expected shape ({d},), got {tuple(mu.shape)}")
         self.register_buffer("rotation", rot.clone())
+        self.register_buffer("center", mu.clone())
         act = ACTIVATIONS[config.activation]
         layers: list[nn.Module] = []
         width = d
@@ -56,8 +66,8 @@ class MatryoshkaAdaptor(nn.Module):
         return z + self.mlp(z)
 
     def rotate(self, embeddings: torch.Tensor) -> torch.Tensor:
-        """z = R·ce: the adaptor's starting point, the reference L_rec pulls towards."""
-        return embeddings @ self.rotation.T
+        """z = R·(ce − μ): the adaptor's starting point, the reference every unsupervised loss measures against."""
+        return (embeddings - self.center) @ self.rotation.T
 
     @property
     def device(self) -> torch.device:
@@ -110,5 +120,7 @@ class MatryoshkaAdaptor(nn.Module):
     def load(cls, folder: str | os.PathLike[str], device: str | torch.device = "cpu") -> MatryoshkaAdaptor:
         config, weights_path = read_adaptor_folder(folder)
         model = cls(config)
-        model.load_state_dict(load_file(weights_path))
+        weights = load_file(weights_path)
+        weights.setdefault("center", torch.zeros(config.input_dim))  # adaptors saved before centring existed
+        model.load_state_dict(weights)
         return model.to(device).eval()

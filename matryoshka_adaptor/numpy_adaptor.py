@@ -25,11 +25,12 @@ ACTIVATIONS = {
 
 
 class NumpyAdaptor:
-    """ĉe = z + f(z), z = R·ce, computed in float32 numpy; matches the torch path to about 1e-6."""
+    """ĉe = z + f(z), z = R·(ce − μ), computed in float32 numpy; matches the torch path to about 1e-6."""
 
     def __init__(self, config: AdaptorConfig, weights: dict[str, np.ndarray]) -> None:
         self.config = config
         self.rotation = weights["rotation"]
+        self.center = weights.get("center", np.zeros(config.input_dim, dtype=np.float32))  # absent in older adaptors
         indices = sorted({int(m.group(1)) for k in weights if (m := re.fullmatch(r"mlp\.(\d+)\.weight", k))})
         self.layers = [(weights[f"mlp.{i}.weight"].T.copy(), weights[f"mlp.{i}.bias"]) for i in indices]
         if len(self.layers) != config.num_hidden_layers + 1:
@@ -47,7 +48,7 @@ class NumpyAdaptor:
         if dim is not None and not 1 <= dim <= d:
             raise InputError(f"dim {dim}: expected 1 <= dim <= {d}")
         z = check_embeddings(x, d, what=f"embeddings given to an adaptor for {d}-dim {self.config.base_model}")
-        z = z @ self.rotation.T
+        z = (z - self.center) @ self.rotation.T
         h = z
         for i, (w, b) in enumerate(self.layers):
             h = h @ w + b

@@ -46,11 +46,28 @@ class Source:
         ds = load_dataset_folder(self.dataset, self.data_root)
         if self.max_docs is not None:
             ds.corpus = dict(list(ds.corpus.items())[: self.max_docs])
-        path = Path(self.qrels) if self.qrels else ds.qrels_path(split)
+        path = Path(self.qrels) if self.qrels else ds.qrels_path(split)  # in-memory qrels: <file>#<split>
         if self.qrels and not path.is_file():
             raise InputError(f"{path}: file not found")
-        # qrels are read before encoding, so a bad file fails before minutes of work
-        qrels = read_qrels(path, set(ds.queries), set(ds.corpus)) if path.is_file() else None
+        if not self.qrels and ds.split_qrels is not None:
+            qrels = ds.split_qrels.get(split)
+            if qrels is not None and self.max_docs is not None:
+                qrels = _within(qrels, set(ds.corpus), path)
+        else:
+            # qrels are read before encoding, so a bad file fails before minutes of work
+            qrels = read_qrels(path, set(ds.queries), set(ds.corpus)) if path.is_file() else None
         device = None if self.device in (None, "auto") else self.device
         embedded = embed_dataset(ds, Encoder(self.model, self.max_seq_length, self.cache_dir, device=device))
         return embedded, qrels, path
+
+
+def _within(qrels: dict[str, dict[str, int]], doc_ids: set[str], path: Path) -> dict[str, dict[str, int]]:
+    """In-memory qrels cut to the kept documents (--max_docs), as read_qrels skips pairs naming unknown ids."""
+    kept = {q: {d: y for d, y in docs.items() if d in doc_ids} for q, docs in qrels.items()}
+    kept = {q: docs for q, docs in kept.items() if docs}
+    if len(kept) < len(qrels):
+        skipped = len(qrels) - len(kept)
+        logger.warning("%s: skipped %d query(ies) whose relevant documents are past --max_docs", path, skipped)
+    if not kept:
+        raise InputError(f"{path}: no relevant document among the first {len(doc_ids)} documents; raise --max_docs")
+    return kept

@@ -1,9 +1,11 @@
 """Training: the unsupervised stage (corpus only), the supervised stage (adds L_rank), and both in sequence.
 
-Inputs are embeddings, never texts: the base model is frozen and encoded once (embeddings.py). Each stage
-runs for up to `epochs`, scores the validation queries (carved from the TRAIN queries) after every epoch and
-keeps the best state; epoch 0 (the starting adaptor) is a candidate too, so a stage never ends worse on
-validation than it began.
+Inputs are embeddings, never texts: the base model is frozen and encoded once (embeddings.py). The start map is
+chosen first (selection.py), then each stage trains until its criterion stops improving for `patience` epochs
+(the epoch caps are safety nets, set far above where SciFact and the suite's collections stop) and keeps its
+best epoch; epoch 0 (the start) is a candidate too. The unsupervised stage scores held-out documents'
+neighbourhoods, guarded by all training queries; the supervised stage scores held-out training queries and is
+kept only when its gain is significant. The test split is never read here.
 """
 
 from __future__ import annotations
@@ -32,10 +34,11 @@ from .losses import (
     topk_loss,
     validate_dims,
 )
-from .metrics import ndcg_of_top
 from .model import AdaptorConfig, MatryoshkaAdaptor
+from .metrics import ndcg_per_query
 from .neighbors import choose_method, mine_neighbors
-from .vectors import pca_rotation
+from .selection import choose_start, paired_gain_test
+from .vectors import START_MAPS, start_map
 
 logger = logging.getLogger(__name__)
 
@@ -48,12 +51,12 @@ class TrainConfig:
 
     dims: tuple[int, ...] | None = None  # None: losses.default_dims(width), 16, 32, 64, 128, 192, ..., 384 for 384-dim
     dim_weighting: str = "uniform"  # 'uniform' as in the paper; 'log' favours small dims
-    seed: int = 42
+    seed: int = 42  # seeds the validation split, probes, anchors, batches and the MLP's initialisation
     # architecture of f
-    hidden_dim: int = 512
-    num_hidden_layers: int = 1
-    activation: str = "relu"
-    input_rotation: str = "pca"
+    hidden_dim: int = 512  # width of f's hidden layers
+    num_hidden_layers: int = 1  # f = Linear -> act -> (Linear -> act) x (n-1) -> Linear, last layer zero at start
+    activation: str = "relu"  # 'relu', 'gelu' or 'tanh'; ReLU exports exactly to Sentence-Transformers
+    input_rotation: str = "auto"  # start map, one of vectors.START_MAPS; 'auto': the best on training queries
     # loss weights (paper: alpha = beta = gamma = 1)
     alpha: float = 1.0  # L_pair
     beta: float = 1.0  # L_rec
@@ -64,18 +67,21 @@ class TrainConfig:
     rank_candidates: int = 8192  # docs a query is ranked against: the corpus if no larger, else positives + a sample
     rank_temperature: float = 0.05  # s / T inside L_rank; see losses.rank_loss for why
     # unsupervised stage
-    unsup_epochs: int = 3
+    unsup_epochs: int = 100  # a cap that does not bind: the stage stops on `patience`
     unsup_batch_size: int = 256  # anchor documents per step (L_pair is over their pairs)
-    unsup_lr: float = 1e-3
+    unsup_lr: float = 1e-3  # AdamW learning rate of the unsupervised stage
+    probe_docs: int = 1000  # documents held out of the anchors; their full-dim neighbours score unsupervised epochs
     # supervised stage
-    sup_epochs: int = 15
+    sup_epochs: int = 300  # a cap that does not bind: the stage stops on `patience`
     sup_batch_size: int = 128  # training queries per step; each is ranked against `rank_candidates` docs
-    sup_lr: float = 2e-3
-    weight_decay: float = 0.0
-    # validation
-    val_fraction: float = 0.2  # share of the TRAIN queries held out to choose the stopping point
-    patience: int = 4  # epochs without a better validation score before a stage stops
-    max_dim_drop: float = 0.005  # an epoch is kept only if no dim's val nDCG@10 is this much below start or base
+    sup_lr: float = 5e-3  # AdamW learning rate of the supervised stage
+    weight_decay: float = 0.0  # AdamW weight decay, both stages
+    # selection (selection.py)
+    val_fraction: float = 0.2  # share of the TRAIN queries held out to choose the supervised epoch
+    patience: int = 10  # epochs without a better selection score before a stage stops
+    max_dim_drop: float = 0.005  # an epoch is kept only if no dim's nDCG@10 is this much below start or base
+    # 1%, not 5%: the tested epoch was itself chosen on the same queries, which makes a chance pass likelier
+    significance: float = 0.01  # one-sided level of the paired t-test a supervised stage must pass to be kept
 
     def __post_init__(self) -> None:
         if self.dims is not None:
@@ -84,10 +90,14 @@ class TrainConfig:
         if not 0.0 < self.val_fraction < 1.0:
             raise InputError(f"val_fraction {self.val_fraction}: expected a value in (0, 1)")
         choose_method(self.neighbor_search, 1, 2, torch.device("cpu"))  # validates the name
+        if not 0.0 < self.significance < 0.5:
+            raise InputError(f"significance {self.significance}: expected a one-sided test level in (0, 0.5)")
+        if self.input_rotation not in ("auto", *START_MAPS):
+            raise InputError(f"input_rotation {self.input_rotation!r}: expected 'auto' or one of {list(START_MAPS)}")
         for name in ("unsup_epochs", "sup_epochs", "unsup_batch_size", "sup_batch_size", "topk", "patience",
-                     "rank_candidates", "train_corpus_size"):
+                     "rank_candidates", "train_corpus_size", "probe_docs"):
             value = getattr(self, name)
-            if value is not None and value < (0 if name.endswith("epochs") else 1):
+            if value is not None and value < (0 if name.endswith(("epochs", "docs")) else 1):
                 raise InputError(f"{name} {value}: expected a positive int")
 
 
@@ -162,8 +172,13 @@ class StageLog:
     stage: str
     epochs_run: int = 0
     best_epoch: int = 0
-    val_ndcg_at_10: list[list[float]] = field(default_factory=list)  # per epoch (epoch 0 first), per dim
+    criterion: str = ""  # what chose the epoch
+    val_ndcg_at_10: list[list[float]] = field(default_factory=list)  # queries, per epoch (epoch 0 first), per dim
+    base_ndcg_at_10: list[float] = field(default_factory=list)  # the same queries, base model truncated, per dim
+    probe_ndcg_at_10: list[list[float]] = field(default_factory=list)  # held-out documents' neighbours, likewise
     loss: list[float] = field(default_factory=list)
+    stopped: str = ""  # 'patience' or 'epoch cap'
+    test: dict[str, Any] | None = None  # the supervised stage's paired test (selection.PairedTest)
 
 
 def seed_everything(seed: int) -> None:
@@ -194,11 +209,17 @@ def split_validation(n_queries: int, fraction: float, seed: int) -> tuple[np.nda
     return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
+def column_means(per_query: np.ndarray) -> list[float]:
+    """Per-dim mean nDCG@10 over the queries that have relevant documents, rounded as logged."""
+    return [round(float(np.nanmean(col)), 5) for col in per_query.T]
+
+
 VALIDATION_BYTES = 2**26  # score-matrix budget when ranking the corpus for validation, a chunk at a time
 
 
 class Trainer:
-    """Holds the corpus on the device, the anchor documents and their neighbours, and runs the stages."""
+    """Holds the corpus on the device, the start map, the anchor documents and their neighbours, the probe
+    documents, and runs the stages."""
 
     def __init__(
         self,
@@ -206,7 +227,10 @@ class Trainer:
         config: TrainConfig,
         device: str = "auto",
         neighbors: tuple[torch.Tensor, torch.Tensor] | None = None,
+        evidence: Supervision | None = None,
     ) -> None:
+        """`evidence`: all training queries (never the test split), to choose the start map and to guard the
+        unsupervised stage; None for a corpus-only run."""
         self.config = config
         self.world = current_world()
         self.device = resolve_device(device, self.world)
@@ -218,33 +242,88 @@ class Trainer:
         self.dims = validate_dims(config.dims or default_dims(corpus.shape[1]), corpus.shape[1])
         self.weights = dim_weights(self.dims, config.dim_weighting).to(self.device)
         self.corpus = torch.from_numpy(np.ascontiguousarray(corpus, dtype=np.float32)).to(self.device)
+        self.evidence = evidence
+        self.start_scores: dict[str, list[float]] = {}
+        self.start, self.rotation, self.center = self.choose_start(corpus)
+        # held-out documents whose full-dim neighbours score the unsupervised stage; never anchors
+        n, c = len(self.corpus), config
+        order = np.random.default_rng(c.seed).permutation(n)
+        self.probe_rows = np.sort(order[: min(c.probe_docs, n // 5)])
+        self.probes = self.probe_judgments() if len(self.probe_rows) else None
         # (anchor corpus rows, their neighbours): given (a resumed run), or sampled and mined here
-        self.anchors, self.neighbors = neighbors if neighbors is not None else self.mine()
+        self.anchors, self.neighbors = neighbors if neighbors is not None else self.mine(np.sort(order[len(self.probe_rows) :]))
         self.anchors, self.neighbors = self.anchors.to(self.device), self.neighbors.to(self.device)
 
-    def mine(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The anchor documents (all, or a seeded sample of train_corpus_size) and their k nearest in the corpus."""
-        c, n = self.config, len(self.corpus)
-        if c.train_corpus_size is None or c.train_corpus_size >= n:
-            anchors = torch.arange(n)
-        else:
-            anchors = torch.from_numpy(np.sort(np.random.default_rng(c.seed).choice(n, c.train_corpus_size, replace=False)))
-        k = min(c.topk, n - 1)
-        return anchors, mine_neighbors(self.corpus, k, anchors.to(self.device), c.neighbor_search, seed=c.seed).cpu()
+    def start_space(self) -> torch.Tensor:
+        """The corpus as the start map sees it for neighbours: centred for centred PCA (rotations keep them)."""
+        return self.corpus - torch.from_numpy(self.center).to(self.device) if self.center is not None else self.corpus
 
-    def new_adaptor(self, base_model: str, provenance: dict[str, Any]) -> MatryoshkaAdaptor:
+    def mine(self, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """The anchor documents (`rows`, or a seeded sample of train_corpus_size of them) and their k nearest in
+        the corpus."""
+        c, n = self.config, len(self.corpus)
+        if c.train_corpus_size is not None and c.train_corpus_size < len(rows):
+            rows = np.sort(np.random.default_rng(c.seed).choice(rows, c.train_corpus_size, replace=False))
+        anchors = torch.from_numpy(rows)
+        k = min(c.topk, n - 1)
+        return anchors, mine_neighbors(self.start_space(), k, anchors.to(self.device), c.neighbor_search, seed=c.seed).cpu()
+
+    def probe_judgments(self, k: int = 10) -> Supervision:
+        """The probe documents as queries whose relevant documents are themselves and their full-dim k nearest
+        (in the start map's space): nDCG@10 of a truncated ranking then measures how well it keeps them."""
+        rows = self.probe_rows
+        k = min(k, len(self.corpus) - 1)
+        nbr = mine_neighbors(self.start_space(), k, torch.from_numpy(rows).to(self.device), "exact").cpu().numpy()
+        doc_rows = np.concatenate([rows[:, None], nbr], axis=1)
+        return Supervision(
+            queries=self.corpus[torch.from_numpy(rows).to(self.device)].cpu().numpy(),
+            query_rows=np.repeat(np.arange(len(rows)), k + 1),
+            doc_rows=doc_rows.reshape(-1).astype(np.int64),
+            labels=np.ones(doc_rows.size, dtype=np.float32),
+        )
+
+    def choose_start(self, corpus: np.ndarray) -> tuple[str, np.ndarray | None, np.ndarray | None]:
+        """(name, rotation, centre) of the configured start map, or with 'auto' of the best of vectors.START_MAPS on
+        the training queries at every dim (selection.choose_start); without queries the centred-axes rotation,
+        which keeps every full-dim cosine and orders coordinates by how much documents differ along them."""
         c = self.config
-        config = AdaptorConfig(
+        if c.input_rotation != "auto" or self.evidence is None or len(self.evidence.queries) == 0:
+            name = c.input_rotation if c.input_rotation != "auto" else "centred_axes"
+            logger.info("start map: %s (%s)", name, "configured" if name == c.input_rotation else "no training queries")
+            return (name, *start_map(corpus, name))
+        maps = {name: start_map(corpus, name) for name in START_MAPS}
+        for name, (rotation, center) in maps.items():
+            candidate = MatryoshkaAdaptor(self.adaptor_config(name, "", {}), rotation, center).to(self.device)
+            self.start_scores[name] = self.validate(candidate, self.evidence)
+        chosen = choose_start(self.start_scores)
+        logger.info(
+            "start map: %s (training queries' nDCG@10 mean over dims: %s)", chosen,
+            ", ".join(f"{k} {np.mean(v):.4f}" for k, v in self.start_scores.items()),
+        )
+        return (chosen, *maps[chosen])
+
+    def adaptor_config(self, start: str, base_model: str, training: dict[str, Any]) -> AdaptorConfig:
+        c = self.config
+        return AdaptorConfig(
             input_dim=self.corpus.shape[1],
             base_model=base_model,
             hidden_dim=c.hidden_dim,
             num_hidden_layers=c.num_hidden_layers,
             activation=c.activation,
-            input_rotation=c.input_rotation,
-            training={"config": {**asdict(c), "dims": list(self.dims)}, **provenance},
+            input_rotation=start,
+            training=training,
         )
-        rotation = pca_rotation(self.corpus.cpu().numpy()) if c.input_rotation == "pca" else None
-        return MatryoshkaAdaptor(config, rotation).to(self.device)
+
+    def new_adaptor(self, base_model: str, provenance: dict[str, Any]) -> MatryoshkaAdaptor:
+        """A fresh adaptor at the chosen start map; its config records the training config and how the start
+        was chosen."""
+        training = {
+            "config": {**asdict(self.config), "dims": list(self.dims)},
+            "start_map": {"chosen": self.start, "train_query_ndcg_at_10": self.start_scores},
+            **provenance,
+        }
+        config = self.adaptor_config(self.start, base_model, training)
+        return MatryoshkaAdaptor(config, self.rotation, self.center).to(self.device)
 
     # -- losses -----------------------------------------------------------------------------------------------
     def step_loss(
@@ -271,13 +350,15 @@ class Trainer:
         n_q = 0 if queries is None else len(queries)
         out = module(base if queries is None else torch.cat([queries, base]))
         adapted_q, adapted = out[:n_q], out[n_q:]
+        # every unsupervised term measures against the start z = R·(ce − μ): its cosines are ce's for a rotation
+        z = adaptor.rotate(base)
         b = hi - lo
         a_pos, n_pos = inverse[:b], inverse[b : b + nbr.numel()].view(nbr.shape)
-        l_topk = topk_loss(base[a_pos], adapted[a_pos], base[n_pos], adapted[n_pos], self.dims, self.weights)
-        columns = self.corpus[self.anchors[batch]]  # L_pair pairs this share's anchors with the whole batch's
+        l_topk = topk_loss(z[a_pos], adapted[a_pos], z[n_pos], adapted[n_pos], self.dims, self.weights)
+        columns = adaptor.rotate(self.corpus[self.anchors[batch]])  # L_pair pairs this share's anchors with the whole batch's
         adapted_columns = world.gather_rows(adapted[a_pos], len(batch))
-        l_pair = pair_loss(base[a_pos], adapted[a_pos], self.dims, self.weights, columns, adapted_columns, offset=lo)
-        l_rec = reconstruction_loss(adaptor.rotate(base[a_pos]), adapted[a_pos])
+        l_pair = pair_loss(z[a_pos], adapted[a_pos], self.dims, self.weights, columns, adapted_columns, offset=lo)
+        l_rec = reconstruction_loss(z[a_pos], adapted[a_pos])
         loss = (l_topk + c.alpha * l_pair + c.beta * l_rec) * (b * world.size / len(batch))
         if queries is not None:
             c_pos = inverse[b + nbr.numel() :]
@@ -295,12 +376,15 @@ class Trainer:
         return torch.unique(torch.cat([sample, torch.from_numpy(positives)]))
 
     # -- validation -------------------------------------------------------------------------------------------
-    @torch.no_grad()
     def validate(self, adaptor: MatryoshkaAdaptor | None, val: Supervision | None, k: int = 10) -> list[float]:
-        """Validation nDCG@10 at each dim (adaptor None: the base embeddings truncated; [] without validation).
-        The corpus is adapted and ranked a chunk at a time, keeping each query's running top k."""
-        if val is None:
-            return []
+        """Validation nDCG@10 at each dim, mean over queries (adaptor None: the base embeddings truncated; []
+        without validation)."""
+        return column_means(self.validate_per_query(adaptor, val, k)) if val is not None else []
+
+    @torch.no_grad()
+    def validate_per_query(self, adaptor: MatryoshkaAdaptor | None, val: Supervision, k: int = 10) -> np.ndarray:
+        """(queries, dims) nDCG@10. The corpus is adapted and ranked a chunk at a time, keeping each query's
+        running top k."""
         queries = torch.from_numpy(val.queries).to(self.device)
         queries = adaptor(queries) if adaptor is not None else queries
         chunk = max(1, VALIDATION_BYTES // (4 * len(queries)))
@@ -317,15 +401,24 @@ class Trainer:
                     keep = values.topk(min(k, values.shape[1]), dim=1).indices
                     values, idx = values.gather(1, keep), idx.gather(1, keep)
                 best[j] = (values, idx)
-        return [round(ndcg_of_top(top.cpu(), val.judgments, k), 5) for _, top in best]
+        return np.stack([ndcg_per_query(top.cpu(), val.judgments, k) for _, top in best], axis=1)
 
-    def selection_score(self, scores: list[float], reference: list[float]) -> float:
-        """Mean validation nDCG@10 over dims; -inf when some dim fell more than max_dim_drop below the reference."""
-        if not scores:
-            return float("nan")
-        if any(s < r - self.config.max_dim_drop for s, r in zip(scores, reference)):
-            return -float("inf")
-        return float(np.mean(scores))
+    def stage_evidence(self, stage: str, val: Supervision | None) -> tuple[Supervision | None, Supervision | None]:
+        """(queries scored after each epoch, probe documents or None): the supervised stage is chosen on its
+        held-out queries; the unsupervised stage on the probes, with all training queries as a guard."""
+        return (val, None) if stage == "supervised" else (self.evidence, self.probes)
+
+    def selection_score(
+        self, scores: list[float], reference: list[float], probe_scores: list[float], probe_reference: list[float]
+    ) -> float:
+        """Mean over dims of the stage's criterion (the probes when given, else the queries); -inf when some dim
+        of either fell more than max_dim_drop below its reference (do no harm); NaN when there is no criterion."""
+        drop = self.config.max_dim_drop
+        for got, ref in ((scores, reference), (probe_scores, probe_reference)):
+            if any(s < r - drop for s, r in zip(got, ref)):
+                return -float("inf")
+        criterion = probe_scores or scores
+        return float(np.mean(criterion)) if criterion else float("nan")
 
     # -- stages -----------------------------------------------------------------------------------------------
     def run_stage(
@@ -337,8 +430,9 @@ class Trainer:
         checkpoint: Checkpointer | None = None,
         resume: dict[str, Any] | None = None,
     ) -> StageLog:
-        """Train one stage in place and keep its best epoch; with `checkpoint`, save the state after every epoch;
-        with `resume` (a checkpoint of this stage), continue after its epoch."""
+        """Train one stage in place until its criterion stops improving for `patience` epochs, and keep its best
+        epoch (a supervised stage only if its gain passes the paired test); with `checkpoint`, save the state
+        after every epoch; with `resume` (a checkpoint of this stage), continue after its epoch."""
         if stage not in STAGES:
             raise InputError(f"stage {stage!r}: expected one of {list(STAGES)}")
         if stage == "supervised" and (train is None or len(train.queries) == 0):
@@ -346,6 +440,7 @@ class Trainer:
         c = self.config
         supervised = stage == "supervised"
         epochs, lr = (c.sup_epochs, c.sup_lr) if supervised else (c.unsup_epochs, c.unsup_lr)
+        queries, probes = self.stage_evidence(stage, val)
         optimizer = torch.optim.AdamW(adaptor.parameters(), lr=lr, weight_decay=c.weight_decay)
         generator = torch.Generator().manual_seed(c.seed + (1 if supervised else 0))
         if resume is not None:
@@ -353,27 +448,38 @@ class Trainer:
             optimizer.load_state_dict(resume["optimizer"])
             generator.set_state(resume["generator"])
             torch.set_rng_state(resume["torch_rng"])
-            log, best_state, best_score, reference = (
-                StageLog(**resume["log"]), resume["best_state"], resume["best_score"], resume["reference"],
-            )
+            log = StageLog(**resume["log"])
+            best_state, best_score, start = resume["best_state"], resume["best_score"], resume["start"]
             first_epoch = resume["epoch"] + 1
         else:
-            log = StageLog(stage)
-            start_scores = self.validate(adaptor, val)
-            log.val_ndcg_at_10.append(start_scores)
+            log = StageLog(stage, criterion="held-out training queries" if supervised else "probe documents' neighbours")
+            per_query = self.validate_per_query(adaptor, queries) if queries is not None else None
+            scores, probe_scores = column_means(per_query) if per_query is not None else [], self.validate(adaptor, probes)
+            log.val_ndcg_at_10.append(scores)
+            log.probe_ndcg_at_10.append(probe_scores)
+            log.base_ndcg_at_10 = self.validate(None, queries)
             # do no harm: an epoch counts only if every dim is about as good as both the start and the base model
-            reference = [max(a, b) for a, b in zip(start_scores, self.validate(None, val))]
-            best_score = float(np.mean(start_scores)) if start_scores else float("nan")
-            best_state = copy.deepcopy(adaptor.state_dict())
-            logger.info("%s: epoch 0 val nDCG@10 (mean over dims) %.4f", stage, best_score)
+            start = {
+                "state": copy.deepcopy(adaptor.state_dict()),
+                "per_query": per_query,
+                "reference": [max(a, b) for a, b in zip(scores, log.base_ndcg_at_10)],
+                "probe_reference": probe_scores,
+            }
+            criterion = probe_scores or scores
+            best_score = float(np.mean(criterion)) if criterion else float("nan")
+            best_state = start["state"]
+            logger.info("%s: epoch 0 %s nDCG@10 (mean over dims) %.4f", stage, log.criterion, best_score)
             first_epoch = 1
+        has_criterion = bool(log.probe_ndcg_at_10[0] or log.val_ndcg_at_10[0])
         module = self.distributed(adaptor)
         if supervised:
             query_emb = torch.from_numpy(train.queries).to(self.device)
             labeled = np.unique(train.query_rows)
         n_anchors = len(self.anchors)
+        log.stopped = "epoch cap"
         for epoch in range(first_epoch, epochs + 1):
-            if epoch - log.best_epoch > c.patience and val is not None:
+            if has_criterion and epoch - log.best_epoch > c.patience:
+                log.stopped = "patience"
                 break  # a resumed run whose last epoch already ran out of patience
             adaptor.train()
             if supervised:
@@ -401,25 +507,35 @@ class Trainer:
                 optimizer.step()
                 total += loss.item()
             log.loss.append(self.world.mean(total / len(batches)))
-            scores = self.validate(adaptor, val)
+            scores, probe_scores = self.validate(adaptor, queries), self.validate(adaptor, probes)
             log.val_ndcg_at_10.append(scores)
-            score = self.selection_score(scores, reference)
+            log.probe_ndcg_at_10.append(probe_scores)
+            score = self.selection_score(scores, start["reference"], probe_scores, start["probe_reference"])
             log.epochs_run = epoch
-            logger.info("%s: epoch %d loss %.4f val nDCG@10 %.4f", stage, epoch, log.loss[-1], score)
-            if val is None or score > best_score:
+            logger.info("%s: epoch %d loss %.4f %s nDCG@10 %.4f", stage, epoch, log.loss[-1], log.criterion, score)
+            if not has_criterion or score > best_score:
                 best_score, log.best_epoch = score, epoch
                 best_state = copy.deepcopy(adaptor.state_dict())
             if checkpoint is not None:
                 checkpoint.save({
                     "stage": stage, "epoch": epoch, "adaptor": adaptor.state_dict(), "optimizer": optimizer.state_dict(),
                     "generator": generator.get_state(), "torch_rng": torch.get_rng_state(), "log": asdict(log),
-                    "best_state": best_state, "best_score": best_score, "reference": reference,
+                    "best_state": best_state, "best_score": best_score, "start": start,
                 })
-            if val is not None and epoch - log.best_epoch >= c.patience:
+            if has_criterion and epoch - log.best_epoch >= c.patience:
                 logger.info("%s: no gain for %d epochs, stopping", stage, c.patience)
+                log.stopped = "patience"
                 break
         adaptor.load_state_dict(best_state)
-        logger.info("%s: keeping epoch %d (val %.4f)", stage, log.best_epoch, best_score)
+        if supervised and queries is not None and log.best_epoch > 0:
+            test = paired_gain_test(self.validate_per_query(adaptor, queries), start["per_query"], c.significance, c.max_dim_drop)
+            log.test = asdict(test)
+            if not test.accepted:
+                logger.info("%s: gain %.4f ± %.4f (se) on %d held-out queries is not significant at %g: keeping the start",
+                            stage, test.mean_gain, test.standard_error, test.n_queries, c.significance)
+                adaptor.load_state_dict(start["state"])
+                log.best_epoch = 0
+        logger.info("%s: keeping epoch %d of %d (%s)", stage, log.best_epoch, log.epochs_run, log.stopped)
         return log
 
     def distributed(self, adaptor: MatryoshkaAdaptor) -> torch.nn.Module:

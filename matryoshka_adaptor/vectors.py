@@ -12,21 +12,45 @@ def unit_rows(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
-def pca_rotation(embeddings: np.ndarray) -> np.ndarray:
-    """Orthogonal (d, d) matrix whose rows are the principal axes of the uncentred embeddings, largest first.
+def pca_rotation(embeddings: np.ndarray, center: np.ndarray | None = None) -> np.ndarray:
+    """Orthogonal (d, d) matrix whose rows are the principal axes of the embeddings, largest first: of their
+    second moment (uncentred) by default, of their covariance with `center` = their mean.
 
-    Without mean removal the map is a pure rotation, so cosines at full dim are unchanged. Each axis' sign is
-    fixed (largest coordinate positive) so that the same embeddings always give the same matrix.
+    The matrix is a pure rotation either way; only subtracting a centre from the vectors changes cosines. Each
+    axis' sign is fixed (largest coordinate positive) so that the same embeddings always give the same matrix.
     """
     d = embeddings.shape[1]
     gram = np.zeros((d, d))
     for start in range(0, len(embeddings), 65536):  # in float64 a block at a time: no full-size copy
         block = np.asarray(embeddings[start : start + 65536], dtype=np.float64)
+        if center is not None:
+            block = block - center
         gram += block.T @ block
     eigenvalues, eigenvectors = np.linalg.eigh(gram)
     axes = eigenvectors[:, np.argsort(eigenvalues)[::-1]].T
     signs = np.sign(axes[np.arange(len(axes)), np.abs(axes).argmax(axis=1)])
     return (axes * signs[:, None]).astype(np.float32)
+
+
+# Training-free start maps x -> R·(x − μ), the adaptor's possible starting points and the baselines it must beat:
+START_MAPS = (
+    "none",  # the base model's own coordinates
+    "pca",  # axes of the uncentred second moment (a rotation); the first is close to the corpus mean direction
+    "centred_axes",  # axes of the covariance, applied without centring: still a rotation, cosines unchanged
+    "centred_pca",  # classic PCA: mean removed, so full-dim cosines change too
+)
+
+
+def start_map(corpus: np.ndarray, name: str) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(rotation R or None for the identity, centre μ or None) of the named start map, from the corpus."""
+    if name not in START_MAPS:
+        raise InputError(f"start map {name!r}: expected one of {list(START_MAPS)}")
+    if name == "none":
+        return None, None
+    if name == "pca":
+        return pca_rotation(corpus), None
+    mean = np.asarray(corpus, dtype=np.float64).mean(axis=0)
+    return pca_rotation(corpus, mean), (mean.astype(np.float32) if name == "centred_pca" else None)
 
 
 def check_embeddings(x: np.ndarray, expected_dim: int, what: str = "embeddings") -> np.ndarray:

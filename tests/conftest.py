@@ -7,6 +7,26 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # main.py and the package, without installing
 
+from matryoshka_adaptor.data import DATA_ROOT_ENV  # noqa: E402
+
+
+def shared_data(relative: str) -> Path:
+    """A path under $MATRYOSHKA_DATA_ROOT (or beside it: CI's root is shared/data/beir, XQuAD-R sits in
+    shared/data/xquad-r). Missing, the test is skipped only on a developer's machine with the variable unset;
+    in CI (CI set) or with the variable set it fails, naming what is missing, so CI cannot pass by skipping."""
+    root = os.environ.get(DATA_ROOT_ENV)
+    candidates = [Path(root) / relative, Path(root).parent / relative] if root else []
+    found = next((p for p in candidates if p.exists()), None)
+    if found is not None:
+        return found
+    reason = (
+        f"${DATA_ROOT_ENV}={root}: neither {' nor '.join(map(str, candidates))} exists"
+        if root else f"${DATA_ROOT_ENV} is not set: point it at a folder holding {relative}"
+    )
+    if root or os.environ.get("CI"):
+        pytest.fail(reason, pytrace=False)
+    pytest.skip(reason)
+
 
 @pytest.fixture
 def rng() -> random.Random:

@@ -16,6 +16,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 300.0  # seconds for any one subprocess run: a hang fails the test instead of blocking CI
 RUN_MAIN = "import runpy, sys; sys.argv[0] = 'main.py'; runpy.run_path('main.py', run_name='__main__')"  # main.py args...
+# torchrun with 2 CPU processes (gloo) on main.py: argv[1] is the rendezvous port, the rest main.py's args
+RUN_TORCHRUN = (
+    "import runpy, sys; sys.argv = ['torchrun', '--nproc_per_node=2', f'--master_port={sys.argv[1]}', 'main.py', "
+    "*sys.argv[2:]]; runpy.run_module('torch.distributed.run', run_name='__main__')"
+)
 
 
 def start_python(code: str, *args: str, log: Path) -> subprocess.Popen:
@@ -23,6 +28,34 @@ def start_python(code: str, *args: str, log: Path) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     with log.open("a") as out:
         return subprocess.Popen([sys.executable, "-c", code, *args], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid` (from /proc): torchrun starts its workers in sessions of their own, so neither a
+    kill of the launcher nor of its process group reaches them."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the process ended meanwhile
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    out, todo = [], list(children.get(pid, []))
+    while todo:
+        out.append(todo.pop())
+        todo += children.get(out[-1], [])
+    return out
+
+
+def kill_tree(proc: subprocess.Popen) -> None:
+    """SIGKILL a run and every process it started, the launcher first so that it cannot start more."""
+    below = descendants(proc.pid)
+    proc.send_signal(signal.SIGKILL)
+    for pid in below:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def log_tail(log: Path, n: int = 3000) -> str:
@@ -48,16 +81,17 @@ def wait_until(condition: Callable[[], bool], proc: subprocess.Popen, log: Path,
 def kill_at_random(
     code: str, *args: str, log: Path, ready: Callable[[], bool], window: tuple[float, float], rng: random.Random
 ) -> tuple[int, float]:
-    """Start a run, SIGKILL it uniform(*window) seconds after `ready()` first holds; (exit code, delay)."""
+    """Start a run, SIGKILL it and every process it started uniform(*window) seconds after `ready()` first holds;
+    (exit code, delay)."""
     proc = start_python(code, *args, log=log)
     try:
         wait_until(ready, proc, log)
         delay = rng.uniform(*window)
         print(f"killing pid {proc.pid} {delay:.3f} s after it was ready (window {window[0]:.3f}..{window[1]:.3f} s)")
         time.sleep(delay)
-        proc.send_signal(signal.SIGKILL)
+        kill_tree(proc)
         return proc.wait(TIMEOUT), delay
     finally:
         if proc.poll() is None:
-            proc.kill()
+            kill_tree(proc)
             proc.wait()

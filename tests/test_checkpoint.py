@@ -1,14 +1,16 @@
 """Per-epoch checkpoints: a training run killed with SIGKILL at a random point and resumed with --resume ends
 with the same adaptor files, byte for byte, as an uninterrupted run."""
 
+import json
 import random
 import signal
+import socket
 import time
 from pathlib import Path
 
 import pytest
 import torch
-from killing import RUN_MAIN, kill_at_random, log_tail, run_python
+from killing import RUN_MAIN, RUN_TORCHRUN, kill_at_random, log_tail, run_python
 
 from matryoshka_adaptor.checkpoint import STATE_FILE, Checkpointer
 from matryoshka_adaptor.errors import InputError
@@ -32,6 +34,15 @@ def adaptor_files(out: Path, name: str) -> dict[str, bytes]:
     return {s: (out / f"{name}_{s}" / "model.safetensors").read_bytes() for s in STAGES}
 
 
+def training_logs(out: Path, name: str) -> dict[str, list[dict]]:
+    """Each saved adaptor's stage logs (losses, validation scores, kept epochs, tests), timings aside."""
+    logs = {}
+    for s in STAGES:
+        stages = json.loads((out / f"{name}_{s}" / "config.json").read_text())["training"]["stages"]
+        logs[s] = [{k: v for k, v in log.items() if k not in ("seconds", "resumed")} for log in stages]
+    return logs
+
+
 def test_killed_training_resumes_to_the_same_adaptor(folder: Path, tmp_path: Path, rng: random.Random) -> None:
     start = time.monotonic()
     run_python(RUN_MAIN, *main_args(folder, tmp_path / "whole"), log=tmp_path / "whole.log")
@@ -46,7 +57,36 @@ def test_killed_training_resumes_to_the_same_adaptor(folder: Path, tmp_path: Pat
     run_python(RUN_MAIN, *main_args(folder, out), "--resume", log=log)
     assert f"resuming from {state}: stage {killed_at['stage']}, epoch {killed_at['epoch']}" in log_tail(log, 10**6)
     assert adaptor_files(out, folder.name) == adaptor_files(tmp_path / "whole", folder.name)
+    assert training_logs(out, folder.name) == training_logs(tmp_path / "whole", folder.name)
     assert not state.parent.parent.exists()  # removed once the run is complete, with the emptied checkpoints/
+
+
+def test_killed_torchrun_training_resumes_to_the_same_adaptor(folder: Path, tmp_path: Path, rng: random.Random) -> None:
+    """Two gloo processes under torchrun, killed (launcher and workers) at a random moment after the first
+    checkpoint and resumed under torchrun: the same adaptor bytes and logs as an uninterrupted torchrun run."""
+    args = main_args(folder, tmp_path / "whole")
+    start = time.monotonic()
+    run_python(RUN_TORCHRUN, str(free_port()), *args, log=tmp_path / "whole.log")
+    duration = time.monotonic() - start
+
+    out, log = tmp_path / "killed", tmp_path / "killed.log"
+    args = main_args(folder, out)
+    state = out / "checkpoints" / folder.name / STATE_FILE
+    # two processes' start-up takes a larger part of the run than in the single-process test: a narrower window
+    code, delay = kill_at_random(RUN_TORCHRUN, str(free_port()), *args, log=log, ready=state.exists,
+                                 window=(0.0, 0.2 * duration), rng=rng)
+    assert code == -signal.SIGKILL, f"the run ended before the kill ({delay:.2f} s after its first checkpoint)"
+    killed_at = torch.load(state, weights_only=False)
+    run_python(RUN_TORCHRUN, str(free_port()), *args, "--resume", log=log)
+    assert f"resuming from {state}: stage {killed_at['stage']}, epoch {killed_at['epoch']}" in log_tail(log, 10**6)
+    assert adaptor_files(out, folder.name) == adaptor_files(tmp_path / "whole", folder.name)
+    assert training_logs(out, folder.name) == training_logs(tmp_path / "whole", folder.name)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def test_resume_refuses_a_checkpoint_of_another_config(tmp_path: Path) -> None:

@@ -28,8 +28,18 @@ def free_port() -> int:
 
 
 def step_gradients(rank: int, world_size: int, port: int, folder: str, out: str) -> None:
-    """One training step (odd batch sizes, so the shares are uneven) of both stages' losses; rank 0 saves the
-    averaged gradients."""
+    """One training step (odd batch sizes, so the shares are uneven) of both stages' losses; every rank saves its
+    averaged gradients to <out>.rank<r>. Torch's thread count and deterministic mode are restored afterwards, so
+    a call in the test process leaves nothing switched on for later tests."""
+    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    try:
+        _step_gradients(rank, world_size, port, folder, out)
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic)
+
+
+def _step_gradients(rank: int, world_size: int, port: int, folder: str, out: str) -> None:
     if world_size > 1:
         os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
         dist.init_process_group("gloo", rank=rank, world_size=world_size)
@@ -37,6 +47,7 @@ def step_gradients(rank: int, world_size: int, port: int, folder: str, out: str)
     seed_everything(0)
     docs, queries = np.load(f"{folder}/corpus.npy"), np.load(f"{folder}/queries.npy")
     trainer = Trainer(docs, TrainConfig(**CONFIG), "cpu")
+    assert trainer.world.size == world_size and trainer.world.rank == rank  # the world the trainer sees
     adaptor = trainer.new_adaptor("toy", {})
     with torch.no_grad():  # move off the identity start, where the last layer's gradients are special
         for p in adaptor.parameters():
@@ -52,23 +63,27 @@ def step_gradients(rank: int, world_size: int, port: int, folder: str, out: str)
         sup.relevance(query_rows[lo:hi], candidates), candidates, len(query_rows),
     )
     loss.backward()
-    if rank == 0:
-        torch.save([p.grad for p in adaptor.parameters()], out)
+    torch.save([p.grad for p in adaptor.parameters()], f"{out}.rank{rank}")
     if world_size > 1:
         dist.destroy_process_group()
 
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_synthetic_folder(tmp_path_factory.mktemp("synthetic"), n_docs=1200, n_queries=120, dim=32)
+    # planted structure that supervision can learn, so that the supervised stage is kept and the runs compared
+    # below end away from their start
+    return write_synthetic_folder(tmp_path_factory.mktemp("synthetic"), n_docs=1200, n_queries=240, dim=32, topic_dims=8)
 
 
 def test_two_gloo_processes_give_the_single_process_gradient(folder: Path, tmp_path: Path) -> None:
+    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     step_gradients(0, 1, 0, str(folder), str(tmp_path / "one.pt"))
+    assert torch.get_num_threads() == threads and torch.are_deterministic_algorithms_enabled() == deterministic
     mp.spawn(step_gradients, args=(2, free_port(), str(folder), str(tmp_path / "two.pt")), nprocs=2)
-    one, two = torch.load(tmp_path / "one.pt"), torch.load(tmp_path / "two.pt")
-    for a, b in zip(one, two):
-        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6 * float(a.abs().max()))
+    one = torch.load(tmp_path / "one.pt.rank0")
+    for rank in (0, 1):  # DDP averages the shares' gradients: every rank must hold the single-process gradient
+        for a, b in zip(one, torch.load(tmp_path / f"two.pt.rank{rank}")):
+            torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6 * float(a.abs().max()))
 
 
 def test_shares_cover_a_batch_in_order() -> None:

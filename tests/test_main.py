@@ -1,7 +1,17 @@
+import builtins
+import io
+import json
+import os
+import shutil
+from dataclasses import fields
+from pathlib import Path
+
 import pytest
 
 import main
+from conftest import shared_data
 from matryoshka_adaptor.errors import InputError
+from matryoshka_adaptor.train import TrainConfig
 
 
 def test_overrides_take_the_type_of_their_default() -> None:
@@ -50,3 +60,59 @@ def test_bad_line_at_one_million_fails_before_training_and_touches_nothing(tmp_p
     assert err[-1].startswith(f"error: {folder / 'corpus.jsonl'}:1000000: not valid JSON")
     after = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file() and "data" not in p.parts}
     assert after == before
+
+
+def test_help_lists_only_config_keys_each_with_its_comment(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as stop:
+        main.parse_args(["--help"])
+    assert stop.value.code == 0
+    text = capsys.readouterr().out
+    keys = [line.split()[0].split("=")[0][2:] for line in text.splitlines() if line.startswith("  --")]
+    assert keys == main.RUN_KEYS + [f.name for f in fields(TrainConfig)]
+    assert "STATE_FILE" not in text and "EVAL_SPLIT" not in text
+    for line in text.splitlines():
+        if line.startswith("  --"):
+            assert len(line.split(maxsplit=1)) == 2, f"no help comment: {line}"
+    assert "$MATRYOSHKA_DATA_ROOT" in text and "matryoshka_adaptor/eval.py" in text
+    with pytest.raises(InputError, match="unknown key 'STATE_FILE'"):
+        main.parse_args(["--STATE_FILE=x"])
+
+
+def test_training_on_the_evaluated_split_is_refused() -> None:
+    run, config = main.parse_args(["--train_split=test"])
+    with pytest.raises(InputError, match="--train_split=test: that is the split eval.py scores"):
+        main.train(run, config)
+
+
+def test_training_never_opens_the_test_qrels(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A slice of SciFact with its real test qrels planted as a trap: main.py trains normally, and no file it
+    opens (Python's open, which pathlib, csv, json and numpy go through) is the trap."""
+    source = shared_data("scifact")
+    data = tmp_path / "data" / "scifact"
+    (data / "qrels").mkdir(parents=True)
+    docs = (source / "corpus.jsonl").read_text().splitlines(keepends=True)[:300]
+    doc_ids = {json.loads(line)["_id"] for line in docs}
+    train = [l for l in (source / "qrels" / "train.tsv").read_text().splitlines(keepends=True)[1:] if l.split("\t")[1] in doc_ids]
+    query_ids = {l.split("\t")[0] for l in train}
+    (data / "corpus.jsonl").write_text("".join(docs))
+    queries = (source / "queries.jsonl").read_text().splitlines(keepends=True)
+    (data / "queries.jsonl").write_text("".join(q for q in queries if json.loads(q)["_id"] in query_ids))
+    (data / "qrels" / "train.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(train))
+    trap = data / "qrels" / "test.tsv"
+    shutil.copy(source / "qrels" / "test.tsv", trap)
+    opened: list[str] = []
+    real_open = io.open
+
+    def recording_open(file, *args, **kwargs):
+        if isinstance(file, (str, os.PathLike)):
+            opened.append(os.path.realpath(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", recording_open)
+    monkeypatch.setattr(io, "open", recording_open)
+    args = [f"--data_root={tmp_path / 'data'}", f"--cache_dir={tmp_path / 'cache'}", f"--output_dir={tmp_path / 'models'}",
+            "--unsup_epochs=2", "--sup_epochs=2", "--probe_docs=50"]
+    assert main.main(args) == 0
+    assert (tmp_path / "models" / "scifact_supervised" / "config.json").is_file()
+    assert str(data / "qrels" / "train.tsv") in opened  # the recording works: it saw the training qrels
+    assert str(trap) not in opened

@@ -5,7 +5,7 @@ import pytest
 import pytrec_eval
 import torch
 
-from matryoshka_adaptor.metrics import ndcg_at_k, ndcg_of_top, relevance_matrix
+from matryoshka_adaptor.metrics import ndcg_at_k, ndcg_per_query, relevance_matrix
 
 
 def trec_ndcg(scores: np.ndarray, rel: np.ndarray, k: int) -> float:
@@ -54,11 +54,14 @@ def test_relevance_matrix_clamps_negative_labels() -> None:
     assert relevance_matrix({"a": {"x": -1, "y": 3}}, ["a"], {"x": 0, "y": 1}).tolist() == [[0.0, 3.0]]
 
 
-def test_ndcg_of_top_matches_the_dense_version() -> None:
+def test_ndcg_per_query_matches_the_dense_version() -> None:
     rng = np.random.default_rng(3)
     scores = torch.from_numpy(rng.standard_normal((6, 30)))
     rel = np.zeros((6, 30), dtype=np.float32)
     rel[rng.integers(6, size=20), rng.integers(30, size=20)] = rng.integers(1, 3, size=20)
     judgments = [{int(d): float(rel[q, d]) for d in np.flatnonzero(rel[q])} for q in range(6)]
-    top = scores.topk(10, dim=1).indices
-    assert ndcg_of_top(top, judgments) == pytest.approx(ndcg_at_k(scores, torch.from_numpy(rel)))
+    judgments.append({})  # a query without relevant documents: NaN, skipped by the mean as ndcg_at_k skips it
+    scores = torch.cat([scores, scores[:1]])
+    per_query = ndcg_per_query(scores.topk(10, dim=1).indices, judgments)
+    assert np.isnan(per_query[-1]) and np.isnan(per_query).sum() == 1 + sum(not j for j in judgments[:-1])
+    assert np.nanmean(per_query) == pytest.approx(ndcg_at_k(scores[:-1], torch.from_numpy(rel)))

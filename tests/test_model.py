@@ -7,7 +7,8 @@ import torch
 from matryoshka_adaptor.config import AdaptorConfig
 from matryoshka_adaptor.errors import InputError
 from matryoshka_adaptor.model import MatryoshkaAdaptor
-from matryoshka_adaptor.vectors import pca_rotation
+from matryoshka_adaptor.vectors import pca_rotation, start_map
+from safetensors.torch import load_file, save_file
 
 RNG = np.random.default_rng(0)
 X = RNG.standard_normal((20, 8)).astype(np.float32)
@@ -87,6 +88,23 @@ def test_save_load_round_trip(tmp_path) -> None:
     assert b.config == a.config
     assert json.loads((tmp_path / "ad" / "config.json").read_text())["training"] == {"seed": 3}
     assert sorted(p.name for p in (tmp_path / "ad").iterdir()) == ["config.json", "model.safetensors"]
+
+
+def test_centred_start_is_exactly_centred_pca_and_survives_a_round_trip(tmp_path) -> None:
+    rotation, center = start_map(X + 2.0, "centred_pca")
+    a = MatryoshkaAdaptor(AdaptorConfig(input_dim=8, input_rotation="centred_pca"), rotation, center)
+    np.testing.assert_allclose(a.transform(X + 2.0), (X + 2.0 - center) @ rotation.T, atol=1e-5)
+    a.save(tmp_path / "ad")
+    np.testing.assert_array_equal(MatryoshkaAdaptor.load(tmp_path / "ad").transform(X), a.transform(X))
+
+
+def test_adaptor_saved_before_centring_existed_loads_uncentred(tmp_path) -> None:
+    a = trained_like(pca_rotation(X))
+    a.save(tmp_path / "ad")
+    weights = load_file(tmp_path / "ad" / "model.safetensors")
+    del weights["center"]
+    save_file(weights, tmp_path / "ad" / "model.safetensors")
+    np.testing.assert_array_equal(MatryoshkaAdaptor.load(tmp_path / "ad").transform(X), a.transform(X))
 
 
 def test_save_refuses_to_overwrite_and_keeps_the_old_files(tmp_path) -> None:

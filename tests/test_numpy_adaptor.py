@@ -8,15 +8,16 @@ from matryoshka_adaptor.config import AdaptorConfig
 from matryoshka_adaptor.errors import InputError
 from matryoshka_adaptor.model import MatryoshkaAdaptor
 from matryoshka_adaptor.numpy_adaptor import NumpyAdaptor
-from matryoshka_adaptor.vectors import pca_rotation
+from matryoshka_adaptor.vectors import start_map
 
 X = np.random.default_rng(1).standard_normal((50, 12)).astype(np.float32)
 
 
-@pytest.mark.parametrize(("activation", "layers"), [("relu", 1), ("gelu", 2), ("tanh", 1)])
-def test_numpy_path_matches_torch(tmp_path, activation: str, layers: int) -> None:
+@pytest.mark.parametrize(("activation", "layers", "start"), [("relu", 1, "pca"), ("gelu", 2, "centred_pca"), ("tanh", 1, "centred_axes")])
+def test_numpy_path_matches_torch(tmp_path, activation: str, layers: int, start: str) -> None:
     torch.manual_seed(0)
-    a = MatryoshkaAdaptor(AdaptorConfig(input_dim=12, hidden_dim=20, num_hidden_layers=layers, activation=activation), pca_rotation(X))
+    config = AdaptorConfig(input_dim=12, hidden_dim=20, num_hidden_layers=layers, activation=activation, input_rotation=start)
+    a = MatryoshkaAdaptor(config, *start_map(X + 1.0, start))
     for p in a.mlp.parameters():
         torch.nn.init.normal_(p, std=0.3)
     a.save(tmp_path / "ad")

@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 from killing import kill_at_random, log_tail, run_python, start_python
 
+from conftest import shared_data
 from matryoshka_adaptor.data import DATA_ROOT_ENV, load_dataset_folder
 from matryoshka_adaptor.embeddings import MANIFEST_NAME, Encoder
 
@@ -63,13 +64,10 @@ Encoder(cache_dir=cache_dir, chunk_size=int(chunk_size)).encode(queries, what="q
 """
 
 
-@pytest.mark.skipif(
-    not DATA_ROOT or not (Path(DATA_ROOT) / "scifact" / "queries.jsonl").is_file(),
-    reason=f"set ${DATA_ROOT_ENV} to a folder holding scifact/ in BEIR layout",
-)
 def test_encoding_killed_at_random_resumes_to_the_same_bytes(tmp_path: Path, rng: random.Random) -> None:
     """The real MiniLM on SciFact's queries in chunks of 64: killed mid-way, then resumed, it gives the very
     bytes (manifest checksums and array) of an uninterrupted run."""
+    shared_data("scifact/queries.jsonl")
     queries = list(load_dataset_folder("scifact", DATA_ROOT).queries.values())
     chunk_size = 64
     n_chunks = -(-len(queries) // chunk_size)

@@ -1,0 +1,278 @@
+"""Quality suite (not part of the test suite): every collection, every seed, default settings, scored on test.
+
+    python benchmarks/suite.py [--collections=scifact,cacm,medline,xquad-r-en] [--seeds=1,2,3,4,5]
+        [--beir_root=../shared/data/beir] [--xquad_root=../shared/data] [--whitebox=scifact] [--whitebox_seeds=...]
+
+For each collection and seed it trains both stages exactly as `python main.py --dataset=NAME --seed=N` does (train
+qrels only; the test qrels are opened here, after training, to score), then scores with MTEB nDCG@10 on the test
+split at every dim: the base model truncated, centred PCA, both rotations (uncentred and centred axes), and both
+adaptors. It also applies each collection's supervised adaptor to the other collections (the out-of-domain cost),
+and fine-tunes the base model itself with Sentence-Transformers' MatryoshkaLoss(MultipleNegativesRankingLoss) on
+the same training pairs (`--whitebox`), the white-box alternative. Encodings are cached and reused across seeds;
+adaptors already trained by the same config in --work_dir are reused (pass --fresh to retrain).
+Writes results/suite.json (per seed and mean ± std), plots/suite.png (one panel per collection, mean with a std
+band) and prints the tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import sys
+import time
+from dataclasses import asdict
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[0] = str(ROOT)
+
+import numpy as np  # noqa: E402
+
+import main as train_entry  # noqa: E402
+from benchmarks.whitebox import finetune  # noqa: E402
+from matryoshka_adaptor.baselines import StartMap  # noqa: E402
+from matryoshka_adaptor.config import CONFIG_NAME  # noqa: E402
+from matryoshka_adaptor.data import DATA_ROOT_ENV, load_dataset_folder  # noqa: E402
+from matryoshka_adaptor.embeddings import DEFAULT_MODEL, EmbeddedDataset, Encoder, embed_dataset  # noqa: E402
+from matryoshka_adaptor.errors import InputError, run_command  # noqa: E402
+from matryoshka_adaptor.eval import ADAPTOR_STAGES, BASELINES, evaluate, pyplot, save_figure, write_json_atomic  # noqa: E402
+from matryoshka_adaptor.losses import default_dims  # noqa: E402
+from matryoshka_adaptor.model import MatryoshkaAdaptor  # noqa: E402
+from matryoshka_adaptor.sources import Source  # noqa: E402
+
+logger = logging.getLogger("benchmarks.suite")
+
+METHODS = (*BASELINES, *ADAPTOR_STAGES)
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--collections", default="scifact,cacm,medline,xquad-r-en", help="comma-separated dataset names")
+    p.add_argument("--seeds", default="1,2,3,4,5", help="comma-separated training seeds")
+    p.add_argument("--beir_root", default=os.environ.get(DATA_ROOT_ENV, "../shared/data/beir"),
+                   help="folder of BEIR datasets (default: $MATRYOSHKA_DATA_ROOT, else ../shared/data/beir)")
+    p.add_argument("--xquad_root", default=None, help="folder holding xquad-r/<lang>.json (default: the BEIR root's parent)")
+    p.add_argument("--whitebox", default="scifact", help="collections to fine-tune the base model on ('' to skip)")
+    p.add_argument("--whitebox_seeds", default=None, help="seeds for the fine-tuning (default: --seeds)")
+    p.add_argument("--work_dir", default=".cache/suite", help="adaptors and fine-tuned models of the suite's runs")
+    p.add_argument("--results", default="results/suite.json")
+    p.add_argument("--plot", default="plots/suite.png")
+    p.add_argument("--fresh", action="store_true", help="retrain even where --work_dir holds adaptors of the same config")
+    p.add_argument("--replot", action="store_true", help="only redraw --plot from the --results JSON of an earlier run")
+    return p.parse_args(argv)
+
+
+def ints(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x.strip()]
+
+
+def data_root(name: str, args: argparse.Namespace) -> str:
+    if name.startswith("xquad-r-"):
+        return args.xquad_root or str(Path(args.beir_root).resolve().parent)
+    return args.beir_root
+
+
+def train_adaptors(name: str, root: str, seed: int, out: Path, fresh: bool) -> dict[str, Any]:
+    """Both stages as `python main.py --dataset=NAME --seed=N` trains them; reuses adaptors of the same config."""
+    run, config = train_entry.parse_args([f"--dataset={name}", f"--data_root={root}", f"--seed={seed}", f"--output_dir={out}"])
+    folders = {s: out / f"{name}_{s}" for s in ADAPTOR_STAGES}
+    saved = [json.loads((f / CONFIG_NAME).read_text()) for f in folders.values() if (f / CONFIG_NAME).is_file()]
+    same = len(saved) == len(folders) and all(
+        {**s["training"]["config"], "dims": None} == {**asdict(config), "dims": None} for s in saved
+    )
+    if fresh or not same:
+        start = time.perf_counter()
+        train_entry.train({**run, "overwrite": True}, config)
+        logger.info("%s seed %d: trained in %.0f s", name, seed, time.perf_counter() - start)
+    stages = json.loads((folders["supervised"] / CONFIG_NAME).read_text())["training"]
+    return {
+        "folders": folders,
+        "start_map": stages["start_map"]["chosen"],
+        "stages": [
+            {k: log[k] for k in ("stage", "best_epoch", "epochs_run", "stopped", "seconds", "test")}
+            for log in stages["stages"]
+        ],
+        "train_seconds": round(sum(log["seconds"] for log in stages["stages"]), 1),
+    }
+
+
+def mean_std(per_seed: list[dict[int, float]], dims: tuple[int, ...]) -> dict[str, dict[str, float]]:
+    table = np.array([[s[d] for d in dims] for s in per_seed])
+    return {
+        str(d): {"mean": round(float(m), 4), "std": round(float(sd), 4)}
+        for d, m, sd in zip(dims, table.mean(0), table.std(0, ddof=1) if len(table) > 1 else np.zeros(len(dims)))
+    }
+
+
+def whitebox_scores(name: str, root: str, seeds: list[int], work: Path, dims: tuple[int, ...]) -> dict[str, Any]:
+    """Fine-tune the base model on the train pairs per seed, encode with it (cached), score truncations on test."""
+    ds = load_dataset_folder(name, root)
+    source = Source(dataset=name, data_root=root)  # the base model's vectors are cached: this reads the qrels
+    train_qrels, test_qrels = source.load("train")[1], source.load("test")[1]
+    per_seed, seconds = [], []
+    for seed in seeds:
+        out = work / "whitebox" / f"{name}_seed{seed}"
+        if not (out / "config.json").is_file():
+            seconds.append(round(finetune(DEFAULT_MODEL, ds, train_qrels, dims, seed, out), 1))
+            (out / "suite_train_seconds.txt").write_text(f"{seconds[-1]}\n")
+        else:
+            seconds.append(float((out / "suite_train_seconds.txt").read_text()))
+        embedded = embed_dataset(ds, Encoder(str(out)))
+        truncation = {"whitebox": StartMap(embedded.doc_embeddings, "none").transform}
+        per_seed.append(evaluate(embedded, test_qrels, "test", truncation, dims)[0]["whitebox"])
+    return {
+        "method": "fine-tuned base model, MatryoshkaLoss(MultipleNegativesRankingLoss), truncated",
+        "seeds": seeds,
+        "train_seconds": seconds,
+        "per_seed": [{str(d): round(v, 5) for d, v in s.items()} for s in per_seed],
+        "mean_std": mean_std(per_seed, dims),
+    }
+
+
+def format_table(name: str, summary: dict[str, dict[str, dict[str, float]]], dims: tuple[int, ...]) -> str:
+    lines = [f"{name}: test nDCG@10, mean ± std over seeds", f"{'method':<17}" + "".join(f"{d:>15}" for d in dims)]
+    for method, by_dim in summary.items():
+        lines.append(f"{method:<17}" + "".join(f"{by_dim[str(d)]['mean']:>8.4f} ±{by_dim[str(d)]['std']:.3f}" for d in dims))
+    return "\n".join(lines)
+
+
+def plot(results: dict[str, Any], path: Path) -> None:
+    plt = pyplot()
+    names = list(results)
+    fig, axes = plt.subplots(1, len(names), figsize=(5.2 * len(names), 4.4), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        dims = results[name]["dims"]
+        for i, (method, by_dim) in enumerate(results[name]["mean_std"].items()):
+            mean = np.array([by_dim[str(d)]["mean"] for d in dims])
+            std = np.array([by_dim[str(d)]["std"] for d in dims])
+            ax.plot(dims, mean, marker="o", ms=3, color=f"C{i}", label=method)
+            ax.fill_between(dims, mean - std, mean + std, color=f"C{i}", alpha=0.2)
+        ax.set_xscale("log", base=2)
+        ax.set(xlabel="embedding dims kept", ylabel="nDCG@10 (test)", title=name)
+        ax.set_xticks(dims, [str(d) for d in dims], fontsize=7)
+        ax.minorticks_off()
+        ax.grid(alpha=0.3)
+    axes[0, 0].legend(fontsize=7)
+    save_figure(fig, path)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    names = [n.strip() for n in args.collections.split(",") if n.strip()]
+    seeds = ints(args.seeds)
+    work = Path(args.work_dir)
+    start = time.perf_counter()
+    loaded: dict[str, tuple[EmbeddedDataset, dict[str, dict[str, int]]]] = {}
+    results: dict[str, Any] = {}
+    for name in names:
+        root = data_root(name, args)
+        embedded, test_qrels, _ = Source(dataset=name, data_root=root).load("test")
+        if test_qrels is None:
+            raise InputError(f"{name}: no test qrels to score against")
+        loaded[name] = (embedded, test_qrels)
+        dims = default_dims(embedded.doc_embeddings.shape[1])
+        baselines = {m: StartMap(embedded.doc_embeddings, kind).transform for m, kind in BASELINES.items()}
+        fixed = evaluate(embedded, test_qrels, "test", baselines, dims)[0]
+        runs, per_seed = [], {m: [] for m in METHODS}
+        for seed in seeds:
+            trained = train_adaptors(name, root, seed, work / f"seed{seed}", args.fresh)
+            folders = trained.pop("folders")
+            adaptors = {s: MatryoshkaAdaptor.load(folders[s]).transform for s in ADAPTOR_STAGES}
+            scores = {**fixed, **evaluate(embedded, test_qrels, "test", adaptors, dims)[0]}
+            for m in METHODS:
+                per_seed[m].append(scores[m])
+            runs.append({"seed": seed, **trained, "scores": {m: {str(d): round(v, 5) for d, v in scores[m].items()} for m in ADAPTOR_STAGES}})
+        results[name] = {
+            "dims": list(dims),
+            "n_documents": len(embedded.doc_ids),
+            "n_test_queries": sum(q in test_qrels for q in embedded.query_ids),
+            "baselines": {m: {str(d): round(v, 5) for d, v in fixed[m].items()} for m in BASELINES},
+            "runs": runs,
+            "mean_std": {m: mean_std(per_seed[m], dims) for m in METHODS},
+            "train_seconds": mean_std([{0: r["train_seconds"]} for r in runs], (0,))["0"],
+            # the bars of the issue, per seed: unsupervised against the best training-free map, supervised against it
+            "unsupervised_minus_best_baseline_worst_dim": [
+                round(min(per_seed["unsupervised"][i][d] - max(fixed[m][d] for m in BASELINES) for d in dims), 4)
+                for i in range(len(seeds))
+            ],
+            "supervised_minus_unsupervised_worst_dim": [
+                round(min(per_seed["supervised"][i][d] - per_seed["unsupervised"][i][d] for d in dims), 4)
+                for i in range(len(seeds))
+            ],
+        }
+    cross = cross_domain(names, seeds, work, loaded)
+    whitebox = {}
+    for name in [n.strip() for n in args.whitebox.split(",") if n.strip()]:
+        dims = tuple(results[name]["dims"]) if name in results else default_dims(384)
+        whitebox[name] = whitebox_scores(name, data_root(name, args), ints(args.whitebox_seeds or args.seeds), work, dims)
+        if name in results:
+            results[name]["mean_std"]["whitebox (fine-tuned)"] = whitebox[name]["mean_std"]
+    payload = {
+        "command": "python benchmarks/suite.py " + " ".join(sys.argv[1:]),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count()},
+        "metric": "MTEB ndcg_at_10 on the test split",
+        "seeds": seeds,
+        "collections": results,
+        "cross_domain_supervised": cross,
+        "whitebox": whitebox,
+        "seconds": round(time.perf_counter() - start, 1),
+    }
+    write_json_atomic(Path(args.results), payload)
+    plot(results, Path(args.plot))
+    for name, r in results.items():
+        print(format_table(name, r["mean_std"], tuple(r["dims"])))
+        print(f"  training seconds per seed (both stages): {r['train_seconds']['mean']:.0f} ± {r['train_seconds']['std']:.0f}")
+    print(format_cross(cross))
+    return payload
+
+
+def cross_domain(names: list[str], seeds: list[int], work: Path, loaded: dict) -> dict[str, Any]:
+    """Each collection's supervised adaptors applied unchanged to every collection: mean nDCG@10 over dims and
+    seeds, and its change against that collection's own base model and its own supervised adaptor."""
+    out: dict[str, Any] = {}
+    for target in names:
+        embedded, qrels = loaded[target]
+        dims = default_dims(embedded.doc_embeddings.shape[1])
+        base = evaluate(embedded, qrels, "test", {"base": StartMap(embedded.doc_embeddings, "none").transform}, dims)[0]["base"]
+        for source in names:
+            per_seed = []
+            for seed in seeds:
+                adaptor = MatryoshkaAdaptor.load(work / f"seed{seed}" / f"{source}_supervised")
+                per_seed.append(evaluate(embedded, qrels, "test", {"x": adaptor.transform}, dims)[0]["x"])
+            summary = mean_std(per_seed, dims)
+            out.setdefault(source, {})[target] = {
+                "mean_over_dims": round(float(np.mean([summary[str(d)]["mean"] for d in dims])), 4),
+                "gain_over_base_mean_over_dims": round(float(np.mean([summary[str(d)]["mean"] - base[d] for d in dims])), 4),
+                "mean_std": summary,
+            }
+    return out
+
+
+def format_cross(cross: dict[str, Any]) -> str:
+    targets = list(next(iter(cross.values())))
+    lines = ["supervised adaptor of <row> applied to <column>: gain over the column's base model, mean over dims and seeds",
+             f"{'trained on':<14}" + "".join(f"{t:>14}" for t in targets)]
+    for source, row in cross.items():
+        lines.append(f"{source:<14}" + "".join(f"{row[t]['gain_over_base_mean_over_dims']:>+14.4f}" for t in targets))
+    return "\n".join(lines)
+
+
+def replot(args: argparse.Namespace) -> None:
+    path = Path(args.results)
+    if not path.is_file():
+        raise InputError(f"{path}: no results to redraw; run the suite first")
+    plot(json.loads(path.read_text())["collections"], Path(args.plot))
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    return run_command(lambda: replot(args) if args.replot else run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
