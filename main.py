@@ -69,11 +69,10 @@ DATASET_CONFIGS: dict[str, dict[str, Any]] = {
     "hotpotqa": {  # the seed's dataset: 5.2M documents, 85k training queries; README gives its cost
         "train_corpus_size": 50_000,  # the paper's corpus sample for the unsupervised terms
         "val_fraction": 0.02,  # 1.7k validation queries, each ranked against all 5.2M documents every epoch
-        "sup_epochs": 3,  # 330 steps an epoch at the batch size below
+        "patience": 3,  # 330 supervised steps an epoch at the batch size below: 3 epochs without gain end a stage
         "sup_batch_size": 256,
     },
 }
-
 
 
 def line_comments(source: str) -> dict[str, str]:
