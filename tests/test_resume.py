@@ -21,7 +21,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import pytest
 from killing import kill_at_random, log_tail, run_python, start_python
 
 from conftest import shared_data
