@@ -112,8 +112,8 @@ def mean_std(per_seed: list[dict[int, float]], dims: tuple[int, ...]) -> dict[st
 def whitebox_scores(name: str, root: str, seeds: list[int], work: Path, dims: tuple[int, ...]) -> dict[str, Any]:
     """Fine-tune the base model on the train pairs per seed, encode with it (cached), score truncations on test."""
     ds = load_dataset_folder(name, root)
-    source = Source(dataset=name, data_root=root)  # the base model's vectors are cached: this reads the qrels
-    train_qrels, test_qrels = source.load("train")[1], source.load("test")[1]
+    source = Source(dataset=name, data_root=root)
+    train_qrels, test_qrels = source.dataset_qrels(ds, "train")[0], source.dataset_qrels(ds, "test")[0]
     per_seed, seconds = [], []
     for seed in seeds:
         out = work / "whitebox" / f"{name}_seed{seed}"

@@ -202,7 +202,7 @@ def search_plans(
     return {
         name: compare_search_plans(transform, embedded.doc_embeddings, queries, relevance, dims, shortlist)
         for name, transform in methods.items()
-        if name != "pca"  # centred PCA needs its mean; the other plans cover the question
+        if name != "pca"  # centred PCA reranks with centred full vectors, not one model's full-dim ranking
     }
 
 

@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from .data import load_dataset_folder, read_qrels
+from .data import BeirDataset, load_dataset_folder, read_qrels
 from .embeddings import DEFAULT_MODEL, EmbeddedDataset, Encoder, embed_dataset
 from .errors import InputError
 from .vector_files import load_embedding_folder
@@ -46,19 +46,23 @@ class Source:
         ds = load_dataset_folder(self.dataset, self.data_root)
         if self.max_docs is not None:
             ds.corpus = dict(list(ds.corpus.items())[: self.max_docs])
-        path = Path(self.qrels) if self.qrels else ds.qrels_path(split)  # in-memory qrels: <file>#<split>
+        qrels, path = self.dataset_qrels(ds, split)  # before encoding: a bad file fails before minutes of work
+        device = None if self.device in (None, "auto") else self.device
+        embedded = embed_dataset(ds, Encoder(self.model, self.max_seq_length, self.cache_dir, device=device))
+        return embedded, qrels, path
+
+    def dataset_qrels(self, ds: BeirDataset, split: str) -> tuple[dict[str, dict[str, int]] | None, Path]:
+        """(qrels of `split` or None when there are none, where they come from) for a dataset read by name:
+        the --qrels file, else qrels/<split>.tsv, else the dataset's in-memory qrels (<file>#<split>)."""
+        path = Path(self.qrels) if self.qrels else ds.qrels_path(split)
         if self.qrels and not path.is_file():
             raise InputError(f"{path}: file not found")
         if not self.qrels and ds.split_qrels is not None:
             qrels = ds.split_qrels.get(split)
             if qrels is not None and self.max_docs is not None:
                 qrels = _within(qrels, set(ds.corpus), path)
-        else:
-            # qrels are read before encoding, so a bad file fails before minutes of work
-            qrels = read_qrels(path, set(ds.queries), set(ds.corpus)) if path.is_file() else None
-        device = None if self.device in (None, "auto") else self.device
-        embedded = embed_dataset(ds, Encoder(self.model, self.max_seq_length, self.cache_dir, device=device))
-        return embedded, qrels, path
+            return qrels, path
+        return (read_qrels(path, set(ds.queries), set(ds.corpus)) if path.is_file() else None), path
 
 
 def _within(qrels: dict[str, dict[str, int]], doc_ids: set[str], path: Path) -> dict[str, dict[str, int]]:

@@ -38,7 +38,7 @@ from .model import AdaptorConfig, MatryoshkaAdaptor
 from .metrics import ndcg_per_query
 from .neighbors import choose_method, mine_neighbors
 from .selection import choose_start, paired_gain_test
-from .vectors import START_MAPS, start_map
+from .vectors import START_MAPS, start_map, start_maps
 
 logger = logging.getLogger(__name__)
 
@@ -291,7 +291,7 @@ class Trainer:
             name = c.input_rotation if c.input_rotation != "auto" else "centred_axes"
             logger.info("start map: %s (%s)", name, "configured" if name == c.input_rotation else "no training queries")
             return (name, *start_map(corpus, name))
-        maps = {name: start_map(corpus, name) for name in START_MAPS}
+        maps = start_maps(corpus)
         for name, (rotation, center) in maps.items():
             candidate = MatryoshkaAdaptor(self.adaptor_config(name, "", {}), rotation, center).to(self.device)
             self.start_scores[name] = self.validate(candidate, self.evidence)
@@ -408,6 +408,14 @@ class Trainer:
         held-out queries; the unsupervised stage on the probes, with all training queries as a guard."""
         return (val, None) if stage == "supervised" else (self.evidence, self.probes)
 
+    def epoch_scores(
+        self, adaptor: MatryoshkaAdaptor, queries: Supervision | None, probes: Supervision | None
+    ) -> tuple[np.ndarray | None, list[float], list[float]]:
+        """(per-query nDCG@10 of `queries` or None, its per-dim means or [], per-dim probe nDCG@10 or []): one
+        ranking pass each, the per-query scores kept for the supervised stage's paired test."""
+        per_query = self.validate_per_query(adaptor, queries) if queries is not None else None
+        return per_query, column_means(per_query) if per_query is not None else [], self.validate(adaptor, probes)
+
     def selection_score(
         self, scores: list[float], reference: list[float], probe_scores: list[float], probe_reference: list[float]
     ) -> float:
@@ -449,12 +457,13 @@ class Trainer:
             generator.set_state(resume["generator"])
             torch.set_rng_state(resume["torch_rng"])
             log = StageLog(**resume["log"])
-            best_state, best_score, start = resume["best_state"], resume["best_score"], resume["start"]
+            best_state, best_score, best_per_query, start = (
+                resume["best_state"], resume["best_score"], resume["best_per_query"], resume["start"],
+            )
             first_epoch = resume["epoch"] + 1
         else:
             log = StageLog(stage, criterion="held-out training queries" if supervised else "probe documents' neighbours")
-            per_query = self.validate_per_query(adaptor, queries) if queries is not None else None
-            scores, probe_scores = column_means(per_query) if per_query is not None else [], self.validate(adaptor, probes)
+            per_query, scores, probe_scores = self.epoch_scores(adaptor, queries, probes)
             log.val_ndcg_at_10.append(scores)
             log.probe_ndcg_at_10.append(probe_scores)
             log.base_ndcg_at_10 = self.validate(None, queries)
@@ -467,7 +476,7 @@ class Trainer:
             }
             criterion = probe_scores or scores
             best_score = float(np.mean(criterion)) if criterion else float("nan")
-            best_state = start["state"]
+            best_state, best_per_query = start["state"], per_query
             logger.info("%s: epoch 0 %s nDCG@10 (mean over dims) %.4f", stage, log.criterion, best_score)
             first_epoch = 1
         has_criterion = bool(log.probe_ndcg_at_10[0] or log.val_ndcg_at_10[0])
@@ -507,20 +516,20 @@ class Trainer:
                 optimizer.step()
                 total += loss.item()
             log.loss.append(self.world.mean(total / len(batches)))
-            scores, probe_scores = self.validate(adaptor, queries), self.validate(adaptor, probes)
+            per_query, scores, probe_scores = self.epoch_scores(adaptor, queries, probes)
             log.val_ndcg_at_10.append(scores)
             log.probe_ndcg_at_10.append(probe_scores)
             score = self.selection_score(scores, start["reference"], probe_scores, start["probe_reference"])
             log.epochs_run = epoch
             logger.info("%s: epoch %d loss %.4f %s nDCG@10 %.4f", stage, epoch, log.loss[-1], log.criterion, score)
             if not has_criterion or score > best_score:
-                best_score, log.best_epoch = score, epoch
+                best_score, log.best_epoch, best_per_query = score, epoch, per_query
                 best_state = copy.deepcopy(adaptor.state_dict())
             if checkpoint is not None:
                 checkpoint.save({
                     "stage": stage, "epoch": epoch, "adaptor": adaptor.state_dict(), "optimizer": optimizer.state_dict(),
                     "generator": generator.get_state(), "torch_rng": torch.get_rng_state(), "log": asdict(log),
-                    "best_state": best_state, "best_score": best_score, "start": start,
+                    "best_state": best_state, "best_score": best_score, "best_per_query": best_per_query, "start": start,
                 })
             if has_criterion and epoch - log.best_epoch >= c.patience:
                 logger.info("%s: no gain for %d epochs, stopping", stage, c.patience)
@@ -528,7 +537,7 @@ class Trainer:
                 break
         adaptor.load_state_dict(best_state)
         if supervised and queries is not None and log.best_epoch > 0:
-            test = paired_gain_test(self.validate_per_query(adaptor, queries), start["per_query"], c.significance, c.max_dim_drop)
+            test = paired_gain_test(best_per_query, start["per_query"], c.significance, c.max_dim_drop)
             log.test = asdict(test)
             if not test.accepted:
                 logger.info("%s: gain %.4f ± %.4f (se) on %d held-out queries is not significant at %g: keeping the start",

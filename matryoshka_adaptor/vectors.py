@@ -41,16 +41,27 @@ START_MAPS = (
 )
 
 
+def start_maps(corpus: np.ndarray, names: tuple[str, ...] = START_MAPS) -> dict[str, tuple[np.ndarray | None, np.ndarray | None]]:
+    """name -> (rotation R or None for the identity, centre μ or None) of each named start map, from the corpus;
+    the two centred maps share one pass over the corpus for their axes."""
+    unknown = [n for n in names if n not in START_MAPS]
+    if unknown:
+        raise InputError(f"start map {unknown[0]!r}: expected one of {list(START_MAPS)}")
+    out: dict[str, tuple[np.ndarray | None, np.ndarray | None]] = {}
+    if "none" in names:
+        out["none"] = (None, None)
+    if "pca" in names:
+        out["pca"] = (pca_rotation(corpus), None)
+    if {"centred_axes", "centred_pca"} & set(names):
+        mean = corpus.mean(axis=0, dtype=np.float64)  # accumulated in float64, without a float64 copy
+        axes = pca_rotation(corpus, mean)
+        out["centred_axes"], out["centred_pca"] = (axes, None), (axes, mean.astype(np.float32))
+    return {n: out[n] for n in names}
+
+
 def start_map(corpus: np.ndarray, name: str) -> tuple[np.ndarray | None, np.ndarray | None]:
     """(rotation R or None for the identity, centre μ or None) of the named start map, from the corpus."""
-    if name not in START_MAPS:
-        raise InputError(f"start map {name!r}: expected one of {list(START_MAPS)}")
-    if name == "none":
-        return None, None
-    if name == "pca":
-        return pca_rotation(corpus), None
-    mean = np.asarray(corpus, dtype=np.float64).mean(axis=0)
-    return pca_rotation(corpus, mean), (mean.astype(np.float32) if name == "centred_pca" else None)
+    return start_maps(corpus, (name,))[name]
 
 
 def check_embeddings(x: np.ndarray, expected_dim: int, what: str = "embeddings") -> np.ndarray:
