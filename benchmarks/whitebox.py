@@ -18,7 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from matryoshka_adaptor.data import BeirDataset
-from matryoshka_adaptor.embeddings import resolve_model_path
+from matryoshka_adaptor.encoders import resolve_model_path
 
 logger = logging.getLogger("benchmarks.whitebox")
 

@@ -14,6 +14,7 @@ from .vectors import START_MAPS
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 ACTIVATIONS = ("gelu", "relu", "tanh")
+ENCODER_ROLES = ("shared", "query/document")
 
 
 @dataclass
@@ -21,7 +22,10 @@ class AdaptorConfig:
     """Architecture plus the provenance of a trained adaptor; saved as config.json beside the weights."""
 
     input_dim: int
-    base_model: str = "sentence-transformers/all-MiniLM-L6-v2"
+    base_model: str = "sentence-transformers/all-MiniLM-L6-v2"  # model name or black-box encoder spec; input_dim its width
+    # 'query/document': the base model encodes queries and documents in different roles (E5-style); adapt each
+    # role's vectors with this one adaptor, as in training. 'shared': one encoding for both.
+    encoder_roles: str = "shared"
     hidden_dim: int = 512  # width of f's hidden layers
     num_hidden_layers: int = 1  # f = Linear -> act -> (Linear -> act) x (n-1) -> Linear
     activation: str = "relu"
@@ -35,6 +39,8 @@ class AdaptorConfig:
             raise InputError(
                 f"hidden_dim {self.hidden_dim}, num_hidden_layers {self.num_hidden_layers}: expected positive ints"
             )
+        if self.encoder_roles not in ENCODER_ROLES:
+            raise InputError(f"encoder_roles {self.encoder_roles!r}: expected one of {list(ENCODER_ROLES)}")
         if self.activation not in ACTIVATIONS:
             raise InputError(f"activation {self.activation!r}: expected one of {list(ACTIVATIONS)}")
         if self.input_rotation not in START_MAPS:

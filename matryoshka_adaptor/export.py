@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .embeddings import resolve_model_path
+from .encoders import resolve_model_path
 from .errors import InputError, run_command
 from .model import MatryoshkaAdaptor
 from .sources import Source
@@ -74,6 +74,11 @@ def export_sentence_transformer(
     if out.exists() and not overwrite:
         raise InputError(f"{out} already exists: pass --overwrite to replace it")
     adaptor = MatryoshkaAdaptor.load(adaptor_folder)
+    if adaptor.config.encoder_roles != "shared":
+        raise InputError(
+            f"{adaptor_folder}: trained on {adaptor.config.base_model}'s query and document roles, a black-box encoder "
+            "that cannot be exported as a Sentence-Transformers model; adapt its vectors with transform() or NumpyAdaptor"
+        )
     base = SentenceTransformer(resolve_model_path(adaptor.config.base_model), device="cpu")
     dim = base.get_embedding_dimension()
     if dim != adaptor.config.input_dim:

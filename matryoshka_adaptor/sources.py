@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .data import BeirDataset, load_dataset_folder, read_qrels
-from .embeddings import DEFAULT_MODEL, EmbeddedDataset, Encoder, embed_dataset
+from .encoders import DEFAULT_MODEL, EmbeddedDataset, Encoder, embed_dataset
 from .errors import InputError
 from .vector_files import load_embedding_folder
 
@@ -24,6 +24,7 @@ class Source:
     qrels: str | None = None  # qrels TSV; default for BEIR: <dataset folder>/qrels/<split>.tsv
     max_docs: int | None = None  # keep only the first N documents
     model: str = DEFAULT_MODEL
+    encoder: str | None = None  # a black-box encoder (encoders/blackbox.py) instead of the SentenceTransformer `model`
     max_seq_length: int | None = None
     cache_dir: str | None = None
     device: str | None = None
@@ -43,13 +44,18 @@ class Source:
                 embedded.doc_embeddings = embedded.doc_embeddings[: self.max_docs]
             path = Path(self.qrels) if self.qrels else None
             return embedded, (embedded.qrels(path) if path else None), path
+        if self.encoder and self.model != DEFAULT_MODEL:
+            raise InputError(f"--encoder={self.encoder} and --model={self.model}: name one base model, not both")
         ds = load_dataset_folder(self.dataset, self.data_root)
         if self.max_docs is not None:
             ds.corpus = dict(list(ds.corpus.items())[: self.max_docs])
         qrels, path = self.dataset_qrels(ds, split)  # before encoding: a bad file fails before minutes of work
         device = None if self.device in (None, "auto") else self.device
-        embedded = embed_dataset(ds, Encoder(self.model, self.max_seq_length, self.cache_dir, device=device))
-        return embedded, qrels, path
+        if self.encoder:
+            encoder = Encoder.black_box(self.encoder, max_seq_length=self.max_seq_length, cache_dir=self.cache_dir)
+        else:
+            encoder = Encoder(self.model, self.max_seq_length, self.cache_dir, device=device)
+        return embed_dataset(ds, encoder), qrels, path
 
     def dataset_qrels(self, ds: BeirDataset, split: str) -> tuple[dict[str, dict[str, int]] | None, Path]:
         """(qrels of `split` or None when there are none, where they come from) for a dataset read by name:

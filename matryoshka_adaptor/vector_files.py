@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .embeddings import EmbeddedDataset
+from .encoders import EmbeddedDataset
 from .errors import InputError
 from .vectors import check_embeddings
 

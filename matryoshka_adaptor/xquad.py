@@ -12,6 +12,10 @@ No split ships with the data, so one is fixed here: a question is in `test` iff
 are shared by the 11 parallel files, so every language splits the same questions the same way and a model trained
 on one language's train questions never sees another language's test questions. The qrels of both splits are held
 in memory (`BeirDataset.split_qrels`); there are no qrels files.
+
+`xquad-r-all` is every language at once, as LAReQA poses it: ids are `<lang>/<id>`, and a question in any language
+is relevant to its answer sentence in all 11 (they are translations of one another), so training on it never
+teaches an adaptor to push a correct answer away for being in another language. Same split by question id.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ logger = logging.getLogger(__name__)
 
 LANGUAGES = ("ar", "de", "el", "en", "es", "hi", "ru", "th", "tr", "vi", "zh")
 PREFIX = "xquad-r-"
+ALL = "all"  # xquad-r-all: the 11 languages as one dataset
 FOLDER = "xquad-r"  # under the data root
 TEST_FRACTION = 0.3  # the rule below puts 3 of 10 hash buckets in test
 SOURCE = "github.com/google-research-datasets/lareqa (xquad-r/<lang>.json)"
@@ -118,11 +123,32 @@ def read_xquad(path: Path, name: str) -> BeirDataset:
 
 
 def load_xquad(name: str, data_root: str | os.PathLike[str] | None = None) -> BeirDataset:
-    """`xquad-r-<lang>` from <data root>/xquad-r/<lang>.json (never fetched: the hub has no copy in this form)."""
+    """`xquad-r-<lang>` from <data root>/xquad-r/<lang>.json, or `xquad-r-all` from all of them (never fetched:
+    the hub has no copy in this form)."""
     lang = name[len(PREFIX):] if name.startswith(PREFIX) else ""
-    if lang not in LANGUAGES:
+    if lang not in (*LANGUAGES, ALL):
         raise InputError(
             f"dataset {name!r}: unknown XQuAD-R language {lang!r}; expected {PREFIX}<lang> with <lang> one of "
-            + ", ".join(LANGUAGES)
+            + ", ".join(LANGUAGES) + f", or {PREFIX}{ALL}"
         )
-    return read_xquad(resolve_data_root(data_root) / FOLDER / f"{lang}.json", name)
+    folder = resolve_data_root(data_root) / FOLDER
+    if lang != ALL:
+        return read_xquad(folder / f"{lang}.json", name)
+    return union({code: read_xquad(folder / f"{code}.json", f"{PREFIX}{code}") for code in LANGUAGES}, folder, name)
+
+
+def union(datasets: dict[str, BeirDataset], folder: Path, name: str) -> BeirDataset:
+    """Parallel languages as one dataset: ids prefixed `<lang>/`, and each question relevant to its answer
+    sentence in every language that has the question."""
+    corpus = {f"{lang}/{d}": text for lang, ds in datasets.items() for d, text in ds.corpus.items()}
+    queries = {f"{lang}/{q}": text for lang, ds in datasets.items() for q, text in ds.queries.items()}
+    split_qrels: dict[str, dict[str, dict[str, int]]] = {}
+    for split in ("train", "test"):
+        answers: dict[str, dict[str, int]] = {}  # question id -> its answer sentence in each language
+        for lang, ds in datasets.items():
+            for q, docs in (ds.split_qrels or {}).get(split, {}).items():
+                answers.setdefault(q, {}).update({f"{lang}/{d}": y for d, y in docs.items()})
+        qrels = {f"{lang}/{q}": answers[q] for lang, ds in datasets.items() for q in (ds.split_qrels or {}).get(split, {})}
+        if qrels:
+            split_qrels[split] = qrels
+    return BeirDataset(name, folder, corpus, queries, split_qrels=split_qrels)

@@ -138,7 +138,7 @@ def test_numpy_inference_and_sentence_transformers_export_match_transform(traine
 
     from matryoshka_adaptor import NumpyAdaptor
     from matryoshka_adaptor.data import load_dataset_folder
-    from matryoshka_adaptor.embeddings import DEFAULT_MODEL, resolve_model_path
+    from matryoshka_adaptor.encoders import DEFAULT_MODEL, resolve_model_path
     from matryoshka_adaptor.export import main as export_main
 
     folder = trained / "models" / "scifact_supervised"
@@ -158,7 +158,7 @@ def test_numpy_inference_and_sentence_transformers_export_match_transform(traine
 def test_bring_your_own_embeddings(trained: Path) -> None:
     """Vectors from files, no model: train and evaluate with --embeddings and --qrels."""
     from matryoshka_adaptor.data import load_dataset_folder
-    from matryoshka_adaptor.embeddings import Encoder, embed_dataset
+    from matryoshka_adaptor.encoders import Encoder, embed_dataset
 
     ds = load_dataset_folder("scifact", DATA_ROOT)
     ds.corpus = dict(list(ds.corpus.items())[:MAX_DOCS])

