@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> None:
         refit = MatryoshkaAdaptor.load(start).to(trainer.device)
         t = time.perf_counter()
         if log.best_epoch > 0:
-            trainer.refit(refit, refit.state_dict(), log.best_epoch)
+            trainer.refit(refit, trainer.distributed(refit), refit.state_dict(), log.best_epoch)
         seconds.append(time.perf_counter() - t)
         out[seed] = {
             "epochs": log.best_epoch,

@@ -107,7 +107,7 @@ class CachedVectors:
         self.mteb_model_meta = ModelMeta.create_empty(overwrites={"name": f"local/{name}", "revision": "cached"})
 
     def encode(self, inputs, prompt_type=None, **kwargs: Any) -> np.ndarray:
-        role = "query" if str(getattr(prompt_type, "value", prompt_type)) == "query" else "document"
+        role = "query" if prompt_type == "query" else "document"  # PromptType is a str enum
         rows_by_text = self.rows_by_role[role]
         rows = []
         for batch in inputs:

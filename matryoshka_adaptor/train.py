@@ -529,17 +529,18 @@ class Trainer:
         logger.info("%s: keeping epoch %d of %d (%s)", stage, log.best_epoch, log.epochs_run, log.stopped)
         if supervised and c.refit and log.best_epoch > 0 and self.evidence is not None and queries is not None:
             log.refit_queries = len(np.unique(self.evidence.query_rows))
-            self.refit(adaptor, start["state"], log.best_epoch)
+            self.refit(adaptor, module, start["state"], log.best_epoch)
         return log
 
-    def refit(self, adaptor: MatryoshkaAdaptor, start_state: dict[str, Any], epochs: int) -> None:
-        """Train the supervised stage again from `start_state` on all training queries for `epochs` epochs. It is a
-        function of its inputs and the seed alone (its own generator), so a run killed during it repeats it exactly."""
+    def refit(self, adaptor: MatryoshkaAdaptor, module: torch.nn.Module, start_state: dict[str, Any], epochs: int) -> None:
+        """Train the supervised stage again from `start_state` on all training queries for `epochs` epochs; `module`
+        is the adaptor as the stage trained it (DDP-wrapped in a multi-process run: wrapping it twice would reduce
+        each gradient twice). A function of its inputs and the seed alone (its own generator), so a run killed
+        during it repeats it exactly."""
         c = self.config
         adaptor.load_state_dict(start_state)
         optimizer = torch.optim.AdamW(adaptor.parameters(), lr=c.sup_lr, weight_decay=c.weight_decay)
         generator = torch.Generator().manual_seed(c.seed + 2)
-        module = self.distributed(adaptor)
         for epoch in range(1, epochs + 1):
             loss = self.train_epoch(adaptor, module, optimizer, generator, self.evidence, f"refit epoch {epoch}/{epochs}")
             logger.info("supervised refit on all %d training queries: epoch %d loss %.4f", len(self.evidence.queries), epoch, loss)

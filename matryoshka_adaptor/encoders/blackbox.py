@@ -49,9 +49,8 @@ def load_encoder_function(spec: str) -> EncodeFunction:
 
 
 def call_encoder(function: EncodeFunction, spec: str, texts: list[str], role: str, width: int | None) -> np.ndarray:
-    """function(texts, role) as a checked float32 array: one finite row per text, `width` columns when known."""
-    if role not in ROLES:
-        raise InputError(f"encoder role {role!r}: expected one of {list(ROLES)}")
+    """function(texts, role) as a checked float32 array: one finite row per text, `width` columns when known.
+    `role` is one of ROLES (Encoder.encode checks it)."""
     try:
         out = np.asarray(function(texts, role), dtype=np.float32)
     except (TypeError, ValueError) as e:
