@@ -1,4 +1,4 @@
-"""Files written whole or not at all: a temp file beside the target, fsynced, then renamed over it.
+"""Files and folders written whole or not at all: a temp beside the target, then renamed over it.
 
 A run killed at any moment leaves the old file or the new one, never a torn one, and at worst a stray
 `.<name>.<pid>.tmp` that the next run ignores or removes.
@@ -7,7 +7,12 @@ A run killed at any moment leaves the old file or the new one, never a torn one,
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
+
+from .errors import InputError
 
 TMP_SUFFIX = ".tmp"
 
@@ -26,3 +31,26 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def write_folder_atomic(folder: Path, write: Callable[[Path], None], overwrite: bool = False) -> Path:
+    """Fill a temp folder beside `folder` with `write(tmp)`, then rename it into place: a run that fails or is
+    killed leaves the old folder whole (at worst a stray `.<name>.*` temp folder), never a half-written one."""
+    if folder.exists() and not overwrite:
+        raise InputError(f"{folder} already exists: pass --overwrite to replace it")
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        write(tmp)
+        if folder.exists():
+            old = folder.with_name(f".{folder.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            folder.rename(old)
+            tmp.rename(folder)
+            shutil.rmtree(old)
+        else:
+            tmp.rename(folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return folder

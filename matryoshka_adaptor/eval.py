@@ -31,7 +31,7 @@ from matryoshka_adaptor.losses import default_dims, validate_dims
 from matryoshka_adaptor.atomic import write_bytes_atomic
 from matryoshka_adaptor.metrics import relevance_matrix
 from matryoshka_adaptor.model import MatryoshkaAdaptor
-from matryoshka_adaptor.shortlist import compare_search_plans, megabytes_per_million, smallest_dim_within
+from matryoshka_adaptor.serving.plans import BUDGETS, best_within, frontier, megabytes_per_million, plan_label, score_plans, smallest_dim_within
 from matryoshka_adaptor.sources import Source
 
 logger = logging.getLogger("matryoshka_adaptor.eval")
@@ -207,29 +207,34 @@ def format_choices(choices: dict[str, dict[str, Any]], full: int) -> str:
 
 def search_plans(
     embedded: EmbeddedDataset, qrels: dict[str, dict[str, int]], methods: dict[str, Transform], dims: tuple[int, ...], shortlist: int
-) -> dict[str, Any]:
-    """Shortlist-and-rerank against one-stage search, for every method (see shortlist.py)."""
+) -> dict[str, list[dict[str, Any]]]:
+    """Every serving plan's nDCG@10 and bytes per vector, for every method (serving/plans.py)."""
     rows = [i for i, q in enumerate(embedded.query_ids) if q in qrels]
     relevance = relevance_matrix(qrels, [embedded.query_ids[i] for i in rows], embedded.doc_index)
     queries = embedded.query_embeddings[rows]
     return {
-        name: compare_search_plans(transform, embedded.doc_embeddings, queries, relevance, dims, shortlist)
+        name: score_plans(transform, embedded.doc_embeddings, queries, relevance, dims, shortlist)
         for name, transform in methods.items()
-        if name != "pca"  # centred PCA reranks with centred full vectors, not one model's full-dim ranking
+        if name != "pca"  # centred PCA re-scores with centred full vectors, not one model's full-dim ranking
     }
 
 
-def format_plans(plans: dict[str, Any]) -> str:
-    lines = ["shortlist@k + rerank at full dim vs one-stage search at k: nDCG@10, ms per query (one query at a time)"]
-    for name, plan in plans.items():
-        for k, r in plan["shortlist_rerank"].items():
-            o = plan["one_stage"][k]
-            lines.append(
-                f"  {name:<18} k={k:>4}  rerank {r['ndcg_at_10']:.4f} {r['ms_per_query']:.3f} ms   "
-                f"one-stage {o['ndcg_at_10']:.4f} {o['ms_per_query']:.3f} ms   (full dim {r['full_dim_ms_per_query']:.3f} ms)"
-            )
-        full = plan["one_stage"][max(plan["one_stage"], key=int)]
-        lines.append(f"  {name:<18} full        {full['ndcg_at_10']:.4f} {full['ms_per_query']:.3f} ms")
+def budget_plans(plans: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, dict[str, Any]]]:
+    """Per method and budget (bytes per vector of the in-memory index), the best plan without and with re-scoring."""
+    return {
+        name: {str(b): {"index_only": best_within(rows, b, False), "rescore": best_within(rows, b, True)} for b in BUDGETS}
+        for name, rows in plans.items()
+    }
+
+
+def format_budgets(budgets: dict[str, dict[str, dict[str, Any]]], shortlist: int) -> str:
+    lines = [f"best plan per budget of index bytes per vector (exact search; +rescore: the top {shortlist} re-scored "
+             "with full float32 vectors kept on disk): dims, precision, nDCG@10"]
+    for budget in BUDGETS:
+        lines.append(f"  {budget:>3} B/vector")
+        for name, by_budget in budgets.items():
+            best = by_budget[str(budget)]
+            lines.append(f"    {name:<18} {plan_label(best['index_only']):<28} {plan_label(best['rescore'])}")
     return "\n".join(lines)
 
 
@@ -288,24 +293,67 @@ def save_figure(fig, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def plot_search_plans(plans: dict[str, Any], dims: tuple[int, ...], title: str, path: Path) -> None:
+def one_stage_and_rerank(rows: list[dict[str, Any]], rescore: bool) -> dict[int, float]:
+    """nDCG@10 by dim of the float32 plans, with or without re-scoring."""
+    return {r["dim"]: r["ndcg_at_10"] for r in rows if r["precision"] == "float32" and r["rescore"] == rescore}
+
+
+def plot_search_plans(plans: dict[str, list[dict[str, Any]]], dims: tuple[int, ...], title: str, path: Path,
+                      benchmark: dict[str, Any] | None) -> None:
+    """Quality of shortlist-and-rerank against one-stage search by k; beside it, when benchmarks/serving.py has
+    run, the queries/s those plans reach on a million vectors (its figures, not timed here)."""
     plt = pyplot()
 
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.8))
+    fig, axes = plt.subplots(1, 2 if benchmark else 1, figsize=(13 if benchmark else 7, 4.8), squeeze=False)
     ks = [d for d in dims if d != dims[-1]]
-    for i, (name, plan) in enumerate(plans.items()):
-        color = f"C{i}"
-        for key, style, label in (("shortlist_rerank", "-", "rerank"), ("one_stage", ":", "one-stage")):
-            axes[0].plot(ks, [plan[key][str(k)]["ndcg_at_10"] for k in ks], style, color=color, marker="o", label=f"{name} {label}")
-            axes[1].plot(ks, [plan[key][str(k)]["ms_per_query"] for k in ks], style, color=color, marker="o", label=f"{name} {label}")
-        axes[1].plot(ks, [plan["shortlist_rerank"][str(k)]["full_dim_ms_per_query"] for k in ks], "--", color=color, lw=0.8)
-    axes[0].set(xlabel="k (dims used for the first pass)", ylabel="nDCG@10", title=title)
-    axes[1].set(xlabel="k (dims used for the first pass)", ylabel="ms per query (dashed: full-dim search)", title="search time")
-    for ax in axes:
+    for i, (name, rows) in enumerate(plans.items()):
+        for rescore, style, label in ((True, "-", "rerank"), (False, ":", "one-stage")):
+            by_dim = one_stage_and_rerank(rows, rescore)
+            axes[0, 0].plot(ks, [by_dim[k] for k in ks], style, color=f"C{i}", marker="o", label=f"{name} {label}")
+    axes[0, 0].set(xlabel="k (dims used for the first pass)", ylabel="nDCG@10", title=title)
+    axes[0, 0].legend(fontsize=7)
+    if benchmark:
+        plot_benchmark_speed(axes[0, 1], benchmark)
+    for ax in axes[0]:
         ax.set_xscale("log", base=2)
         ax.set_xticks(ks, [str(k) for k in ks])
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
+    save_figure(fig, path)
+
+
+def plot_benchmark_speed(ax: Any, benchmark: dict[str, Any]) -> None:
+    """Queries/s of exact prefix search + full re-scoring by k, at the benchmark's largest size, batches of 64."""
+    rows = [r for r in benchmark["speed"] if r["index"] == "flat" and r["batch"] == 64]
+    n = max(r["n_vectors"] for r in rows)
+    rows = [r for r in rows if r["n_vectors"] == n]
+    full = next((r for r in rows if r["precision"] == "float32" and r["dim"] == r["full_dim"]), None)
+    for i, precision in enumerate(("float32", "int8", "binary")):
+        mine = sorted((r for r in rows if r["precision"] == precision and r["rescore"] and r["dim"] < r["full_dim"]), key=lambda r: r["dim"])
+        ax.plot([r["dim"] for r in mine], [r["queries_per_s"] for r in mine], marker="o", color=f"C{i}", label=f"{precision} prefix + rescore")
+    if full:
+        ax.axhline(full["queries_per_s"], color="grey", ls="--", label=f"exact {full['dim']}-dim float32")
+    ax.set_yscale("log")
+    ax.set(xlabel="k (dims used for the first pass)", ylabel="queries/s (batches of 64)",
+           title=f"{n:,} {benchmark['vectors']} vectors, {benchmark['machine']['threads']} threads (benchmarks/serving.py)")
+    ax.legend(fontsize=7)
+
+
+def plot_frontier(plans: dict[str, list[dict[str, Any]]], title: str, path: Path) -> None:
+    """nDCG@10 against index bytes per vector: each method's frontier, without (solid) and with (dashed) re-scoring."""
+    plt = pyplot()
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    for i, (name, rows) in enumerate(plans.items()):
+        for rescore, style in ((False, "-"), (True, "--")):
+            front = frontier(rows, rescore)
+            ax.plot([r["bytes_per_vector"] for r in front], [r["ndcg_at_10"] for r in front], style, color=f"C{i}",
+                    marker="o", ms=3, label=f"{name}{' + rescore' if rescore else ''}")
+    for budget in BUDGETS:
+        ax.axvline(budget, color="grey", lw=0.5, ls=":")
+    ax.set_xscale("log", base=2)
+    ax.set(xlabel="index bytes per vector (prefix codes; re-scoring vectors kept on disk)", ylabel="nDCG@10", title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
     save_figure(fig, path)
 
 
@@ -333,7 +381,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--results-dir", "--results_dir", default="results", help="where eval_results_<dataset>.json goes")
     p.add_argument("--plots-dir", "--plots_dir", default="plots", help="where the plots go")
     p.add_argument("--device", default=None, help="encoding device when something must be encoded (None: auto)")
-    p.add_argument("--shortlist", type=int, default=100, help="N for shortlist-and-rerank (0: skip that comparison)")
+    p.add_argument("--shortlist", type=int, default=100, help="N for shortlist-and-rerank (0: skip the serving plans)")
+    p.add_argument("--benchmark", default="results/serving_benchmark.json", help="benchmarks/serving.py's JSON, for the speed panel")
     return p.parse_args(argv)
 
 
@@ -374,6 +423,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "choose_dim": choices,
         "shortlist": args.shortlist,
         "search_plans": plans,
+        "best_plan_per_budget": budget_plans(plans),
         "seconds": round(time.perf_counter() - start, 1),
         "seconds_per_evaluation": {name: {str(d): v for d, v in by_dim.items()} for name, by_dim in eval_seconds.items()},
     }
@@ -381,11 +431,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     title = f"{embedded.name} ({args.split}), {embedded.base_model.split('/')[-1]}"
     plot(scores, dims, title, Path(args.plots_dir) / f"eval_results_{embedded.name}.png")
     if plans:
-        plot_search_plans(plans, dims, f"{embedded.name}: shortlist {args.shortlist} with k dims, rerank at {dims[-1]}", Path(args.plots_dir) / f"shortlist_rerank_{embedded.name}.png")
+        benchmark = json.loads(Path(args.benchmark).read_text()) if Path(args.benchmark).is_file() else None
+        plot_search_plans(plans, dims, f"{embedded.name}: shortlist {args.shortlist} with k dims, rerank at {dims[-1]}",
+                          Path(args.plots_dir) / f"shortlist_rerank_{embedded.name}.png", benchmark)
+        plot_frontier(plans, f"{embedded.name} ({args.split}): nDCG@10 per byte stored", Path(args.plots_dir) / f"frontier_{embedded.name}.png")
     print(format_table(scores, dims))
     print(format_choices(choices, dims[-1]))
     if plans:
-        print(format_plans(plans))
+        print(format_budgets(payload["best_plan_per_budget"], args.shortlist))
     return payload
 
 

@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
@@ -21,6 +19,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from .atomic import write_folder_atomic
 from .config import CONFIG_NAME, WEIGHTS_NAME, AdaptorConfig, read_adaptor_folder
 from .errors import InputError
 from .vectors import check_embeddings
@@ -94,25 +93,12 @@ class MatryoshkaAdaptor(nn.Module):
 
     def save(self, folder: str | os.PathLike[str], overwrite: bool = False) -> Path:
         """Write config.json + model.safetensors into a temp folder, then rename it into place."""
-        folder = Path(folder)
-        if folder.exists() and not overwrite:
-            raise InputError(f"{folder} already exists: pass --overwrite to replace it")
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-        try:
+
+        def write(tmp: Path) -> None:
             (tmp / CONFIG_NAME).write_text(json.dumps(asdict(self.config), indent=2) + "\n")
             save_file({k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}, tmp / WEIGHTS_NAME)
-            if folder.exists():
-                old = folder.with_name(f".{folder.name}.old")
-                shutil.rmtree(old, ignore_errors=True)
-                folder.rename(old)
-                tmp.rename(folder)
-                shutil.rmtree(old)
-            else:
-                tmp.rename(folder)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+
+        folder = write_folder_atomic(Path(folder), write, overwrite)
         logger.info("saved adaptor to %s", folder)
         return folder
 

@@ -17,7 +17,7 @@ import pytest
 import main
 from conftest import shared_data
 from matryoshka_adaptor import MatryoshkaAdaptor
-from matryoshka_adaptor.data import DATA_ROOT_ENV
+from matryoshka_adaptor.data import DATA_ROOT_ENV, load_dataset_folder
 from matryoshka_adaptor.eval import main as eval_main
 
 DATA_ROOT = os.environ.get(DATA_ROOT_ENV)
@@ -125,19 +125,22 @@ def test_mteb_evaluation_writes_results_and_plot(trained: Path, capsys: pytest.C
     assert scores["centred_rotation"]["384"] == pytest.approx(scores["base"]["384"], abs=1e-4)
     assert (out / "eval_results_scifact.png").stat().st_size > 10_000
     assert (out / "shortlist_rerank_scifact.png").stat().st_size > 10_000
-    plans = results["search_plans"]["supervised"]
-    # one-stage search is scored by our own code: it must agree with MTEB's nDCG@10
+    assert (out / "frontier_scifact.png").stat().st_size > 10_000
+    plans = {(r["dim"], r["precision"], r["rescore"]): r["ndcg_at_10"] for r in results["search_plans"]["supervised"]}
+    # one-stage float32 search goes through the serving index: it must agree with MTEB's nDCG@10
     for dim in ("32", "128", "384"):
-        assert plans["one_stage"][dim]["ndcg_at_10"] == pytest.approx(scores["supervised"][dim], abs=2e-3)
+        assert plans[int(dim), "float32", False] == pytest.approx(scores["supervised"][dim], abs=2e-3)
+    best = results["best_plan_per_budget"]["supervised"]["64"]["index_only"]
+    assert best["bytes_per_vector"] <= 64 and best["ndcg_at_10"] >= plans[32, "int8", False]
     assert set(results["choose_dim"]["supervised"]) == {"within_1pct", "within_5pct"}
-    assert "supervised" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "supervised" in printed and "best plan per budget" in printed
 
 
 def test_numpy_inference_and_sentence_transformers_export_match_transform(trained: Path) -> None:
     from sentence_transformers import SentenceTransformer
 
     from matryoshka_adaptor import NumpyAdaptor
-    from matryoshka_adaptor.data import load_dataset_folder
     from matryoshka_adaptor.encoders import DEFAULT_MODEL, resolve_model_path
     from matryoshka_adaptor.export import main as export_main
 
@@ -157,7 +160,6 @@ def test_numpy_inference_and_sentence_transformers_export_match_transform(traine
 
 def test_bring_your_own_embeddings(trained: Path) -> None:
     """Vectors from files, no model: train and evaluate with --embeddings and --qrels."""
-    from matryoshka_adaptor.data import load_dataset_folder
     from matryoshka_adaptor.encoders import Encoder, embed_dataset
 
     ds = load_dataset_folder("scifact", DATA_ROOT)
@@ -186,3 +188,45 @@ def test_bring_your_own_embeddings(trained: Path) -> None:
     )
     assert code == 0
     assert set(json.loads((out / "eval_results_own.json").read_text())["scores"]) >= {"base", "supervised"}
+
+
+def _adapted_slice(trained: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """The SciFact slice's supervised-adapted documents and queries, from the cache training filled."""
+    from matryoshka_adaptor.sources import Source
+
+    embedded, _, _ = Source(dataset="scifact", data_root=DATA_ROOT, max_docs=MAX_DOCS, cache_dir=str(trained / "cache")).load("test")
+    adaptor = MatryoshkaAdaptor.load(trained / "models" / "scifact_supervised")
+    return adaptor.transform(embedded.doc_embeddings), adaptor.transform(embedded.query_embeddings), embedded.doc_ids
+
+
+def test_qdrant_prefetch_then_rescore_returns_the_faiss_index_top_10(trained: Path) -> None:
+    from matryoshka_adaptor.serving import AdaptedIndex, IndexConfig
+    from matryoshka_adaptor.serving.qdrant import QdrantFunnel
+
+    docs, queries, doc_ids = _adapted_slice(trained)
+    faiss_ids, faiss_scores = AdaptedIndex.build(docs, IndexConfig(dim=64, full_dim=384)).search(queries, 10, shortlist=50)
+    funnel = QdrantFunnel.connect(":memory:", "scifact", dim=64, full_dim=384)  # qdrant-client's local mode
+    funnel.ingest(docs, doc_ids)
+    qdrant_ids, qdrant_scores = funnel.search(queries, 10, shortlist=50)
+    assert np.array_equal(qdrant_ids, faiss_ids)
+    assert np.allclose(qdrant_scores, faiss_scores, atol=1e-4)
+
+
+def test_index_command_line_builds_saves_and_answers_a_text_query(trained: Path, capsys: pytest.CaptureFixture) -> None:
+    from matryoshka_adaptor.serving import AdaptedIndex
+    from matryoshka_adaptor.serving.__main__ import main as serving_main
+
+    out = trained / "index"
+    build = [f"--data-root={DATA_ROOT}", f"--max-docs={MAX_DOCS}", f"--cache-dir={trained / 'cache'}", f"--out={out}",
+             f"--adaptor={trained / 'models' / 'scifact_supervised'}", "--dim=64", "--precision=int8", "--index=hnsw"]
+    assert serving_main(["build", *build]) == 0
+    assert AdaptedIndex.load(out).config.n_vectors == MAX_DOCS
+    assert serving_main(["build", *build]) == 2  # an existing index is never overwritten without --overwrite
+    assert "already exists" in capsys.readouterr().err
+    doc_ids = AdaptedIndex.load(out).doc_ids
+    opening = next(iter(load_dataset_folder("scifact", DATA_ROOT).corpus.values()))[:300]
+    assert serving_main(["query", f"--index={out}", f"--text={opening}", "--top-k=3", f"--cache-dir={trained / 'cache'}"]) == 0
+    assert f"1. {doc_ids[0]} " in capsys.readouterr().out  # a document's own opening finds it first
+    (out / "prefix.faiss").write_bytes(b"")
+    assert serving_main(["query", f"--index={out}", "--text=x"]) == 2
+    assert "prefix.faiss: 0 bytes, expected" in capsys.readouterr().err
