@@ -28,7 +28,7 @@ from matryoshka_adaptor.encoders import (
 )
 from matryoshka_adaptor.data import DATA_ROOT_ENV as _DATA_ROOT_ENV
 from matryoshka_adaptor.errors import InputError, run_command
-from matryoshka_adaptor.sources import Source
+from matryoshka_adaptor.data.sources import Source
 from matryoshka_adaptor.train import (
     STAGES,
     Supervision,

@@ -36,8 +36,8 @@ from matryoshka_adaptor.errors import InputError, run_command  # noqa: E402
 from matryoshka_adaptor.eval import ADAPTOR_STAGES, BASELINES, evaluate, pyplot, save_figure, write_json_atomic  # noqa: E402
 from matryoshka_adaptor.losses import default_dims  # noqa: E402
 from matryoshka_adaptor.model import MatryoshkaAdaptor  # noqa: E402
-from matryoshka_adaptor.sources import Source  # noqa: E402
-from matryoshka_adaptor.xquad import ALL, LANGUAGES, PREFIX  # noqa: E402
+from matryoshka_adaptor.data.sources import Source  # noqa: E402
+from matryoshka_adaptor.data.xquad import ALL, LANGUAGES, PREFIX  # noqa: E402
 
 SETTINGS = ("own", "from_en", "union")
 ROTATION = "centred_rotation"  # the training-free rotation the bars compare with, beside the base model

@@ -118,7 +118,7 @@ def synthetic(n: int, work: Path) -> dict[str, str]:
     if all(Path(p).is_file() for p in paths.values()):
         return paths
     from matryoshka_adaptor.model import MatryoshkaAdaptor
-    from matryoshka_adaptor.synthetic import clustered_unit_vectors
+    from matryoshka_adaptor.data.synthetic import clustered_unit_vectors
     from matryoshka_adaptor.vectors import unit_rows
 
     rng = np.random.default_rng(0)
@@ -168,7 +168,7 @@ def real(args: argparse.Namespace, dims: list[int]) -> list[dict[str, Any]]:
     from matryoshka_adaptor.metrics import relevance_matrix
     from matryoshka_adaptor.model import MatryoshkaAdaptor
     from matryoshka_adaptor.serving.plans import ndcg_of_ranking
-    from matryoshka_adaptor.sources import Source
+    from matryoshka_adaptor.data.sources import Source
 
     torch.set_num_threads(args.threads)
     faiss.omp_set_num_threads(args.threads)

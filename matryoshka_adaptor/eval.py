@@ -32,7 +32,7 @@ from matryoshka_adaptor.atomic import write_bytes_atomic
 from matryoshka_adaptor.metrics import relevance_matrix
 from matryoshka_adaptor.model import MatryoshkaAdaptor
 from matryoshka_adaptor.serving.plans import BUDGETS, best_within, frontier, megabytes_per_million, plan_label, score_plans, smallest_dim_within
-from matryoshka_adaptor.sources import Source
+from matryoshka_adaptor.data.sources import Source
 
 logger = logging.getLogger("matryoshka_adaptor.eval")
 

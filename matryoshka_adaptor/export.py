@@ -29,7 +29,7 @@ from torch import nn
 from .encoders import resolve_model_path
 from .errors import InputError, run_command
 from .model import MatryoshkaAdaptor
-from .sources import Source
+from .data.sources import Source
 
 logger = logging.getLogger(__name__)
 

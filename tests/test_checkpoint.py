@@ -14,7 +14,7 @@ from killing import RUN_MAIN, RUN_TORCHRUN, kill_at_random, log_tail, run_python
 
 from matryoshka_adaptor.checkpoint import STATE_FILE, Checkpointer
 from matryoshka_adaptor.errors import InputError
-from matryoshka_adaptor.synthetic import write_synthetic_folder
+from matryoshka_adaptor.data.synthetic import write_synthetic_folder
 
 STAGES = ("unsupervised", "supervised")
 

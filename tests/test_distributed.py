@@ -14,7 +14,7 @@ import torch.multiprocessing as mp
 
 from matryoshka_adaptor.distributed import World
 from matryoshka_adaptor.model import MatryoshkaAdaptor
-from matryoshka_adaptor.synthetic import write_synthetic_folder
+from matryoshka_adaptor.data.synthetic import write_synthetic_folder
 from matryoshka_adaptor.train import Supervision, TrainConfig, Trainer, seed_everything
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -192,7 +192,7 @@ def test_bring_your_own_embeddings(trained: Path) -> None:
 
 def _adapted_slice(trained: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """The SciFact slice's supervised-adapted documents and queries, from the cache training filled."""
-    from matryoshka_adaptor.sources import Source
+    from matryoshka_adaptor.data.sources import Source
 
     embedded, _, _ = Source(dataset="scifact", data_root=DATA_ROOT, max_docs=MAX_DOCS, cache_dir=str(trained / "cache")).load("test")
     adaptor = MatryoshkaAdaptor.load(trained / "models" / "scifact_supervised")

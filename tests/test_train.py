@@ -5,7 +5,7 @@ import torch
 from matryoshka_adaptor.errors import InputError
 from matryoshka_adaptor.losses import prefix_cosine
 from matryoshka_adaptor.metrics import ndcg_at_k
-from matryoshka_adaptor.synthetic import topic_and_nuisance
+from matryoshka_adaptor.data.synthetic import topic_and_nuisance
 from matryoshka_adaptor.train import (
     Supervision,
     TrainConfig,

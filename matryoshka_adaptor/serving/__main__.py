@@ -23,7 +23,7 @@ from matryoshka_adaptor.encoders import DEFAULT_MODEL, Encoder  # noqa: E402
 from matryoshka_adaptor.errors import InputError, run_command  # noqa: E402
 from matryoshka_adaptor.serving.config import INDEX_TYPES, PRECISIONS, RESCORE_PRECISIONS, IndexConfig  # noqa: E402
 from matryoshka_adaptor.serving.index import AdaptedIndex  # noqa: E402
-from matryoshka_adaptor.sources import Source  # noqa: E402
+from matryoshka_adaptor.data.sources import Source  # noqa: E402
 
 KNOBS = ("hnsw_m", "hnsw_ef_construction", "hnsw_ef_search", "ivf_lists", "ivf_probe")
 

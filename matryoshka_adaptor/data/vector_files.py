@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .encoders import EmbeddedDataset
-from .errors import InputError
-from .vectors import check_embeddings
+from ..encoders import EmbeddedDataset
+from ..errors import InputError
+from ..vectors import check_embeddings
 
 
 def _read_npy(folder: Path, part: str) -> tuple[list[str], np.ndarray]:

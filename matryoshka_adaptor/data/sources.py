@@ -6,9 +6,9 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from .data import BeirDataset, load_dataset_folder, read_qrels
-from .encoders import DEFAULT_MODEL, EmbeddedDataset, Encoder, embed_dataset
-from .errors import InputError
+from .beir import BeirDataset, load_dataset_folder, read_qrels
+from ..encoders import DEFAULT_MODEL, EmbeddedDataset, Encoder, embed_dataset
+from ..errors import InputError
 from .vector_files import load_embedding_folder
 
 logger = logging.getLogger(__name__)

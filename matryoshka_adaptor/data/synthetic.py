@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .vectors import unit_rows
+from ..vectors import unit_rows
 
 
 def clustered_unit_vectors(n: int, dim: int, rng: np.random.Generator, n_clusters: int = 1000, spread: float = 0.5,

@@ -27,8 +27,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .data import BeirDataset, resolve_data_root
-from .errors import InputError
+from .beir import BeirDataset, resolve_data_root
+from ..errors import InputError
 
 logger = logging.getLogger(__name__)
 

@@ -6,11 +6,11 @@ from pathlib import Path
 import pytest
 
 from conftest import shared_data
-from matryoshka_adaptor import sources
+from matryoshka_adaptor.data import sources
 from matryoshka_adaptor.data import DATA_ROOT_ENV, load_dataset_folder
 from matryoshka_adaptor.errors import InputError
-from matryoshka_adaptor.sources import Source
-from matryoshka_adaptor.xquad import LANGUAGES, read_xquad, split_of
+from matryoshka_adaptor.data.sources import Source
+from matryoshka_adaptor.data.xquad import LANGUAGES, read_xquad, split_of
 
 
 def paragraph(sentences: list[str], qas: list[tuple[str, str, str]]) -> dict:
@@ -191,7 +191,7 @@ def test_source_uses_in_memory_qrels_unless_a_file_is_given(tmp_path, monkeypatc
     _, qrels, where = source.load("dev")
     assert qrels is None and where == Path(f"{path}#dev")
     # --max_docs cuts the qrels to the kept documents, as read_qrels does for a file
-    with caplog.at_level(logging.WARNING, logger="matryoshka_adaptor.sources"):
+    with caplog.at_level(logging.WARNING, logger="matryoshka_adaptor.data.sources"):
         _, qrels, _ = Source(dataset="xquad-r-en", data_root=str(tmp_path), max_docs=2).load("test")
     assert qrels == {"q2": {"0-0-1": 1}} and "skipped 1 query" in caplog.text
     with pytest.raises(InputError, match=r"en.json#train: no relevant document among the first 0"):

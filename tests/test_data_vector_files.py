@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from matryoshka_adaptor.errors import InputError
-from matryoshka_adaptor.vector_files import load_embedding_folder
+from matryoshka_adaptor.data.vector_files import load_embedding_folder
 
 RNG = np.random.default_rng(0)
 
