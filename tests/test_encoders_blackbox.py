@@ -89,7 +89,7 @@ def _encoder(tmp_path: Path, function) -> Encoder:
     "function, match",
     [
         (lambda texts, role: np.ones((len(texts) - 1, 4)), r"'bad-encoder' \(documents\): returned shape \(1, 4\) for 2 texts"),
-        (lambda texts, role: np.full((len(texts), 4), np.nan), "NaN or inf in 2 of 2 rows"),
+        (lambda texts, role: np.full((len(texts), 4), np.nan), r"'bad-encoder' \(documents\) output: row 0 holds NaN or inf \(2 such rows\)"),
         (lambda texts, role: "not vectors", "not an array of numbers"),
         (_widening(), "returned width 5, earlier calls returned 4"),
     ],

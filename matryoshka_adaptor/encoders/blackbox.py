@@ -22,7 +22,6 @@ import numpy as np
 from ..errors import InputError
 
 ROLES = ("query", "document")
-_PLURAL = {"query": "queries", "document": "documents"}
 EncodeFunction = Callable[[list[str], str], Any]
 
 # short names for the encoders this repo knows how to run offline (benchmark dependencies: benchmarks/requirements.txt)
@@ -48,23 +47,10 @@ def load_encoder_function(spec: str) -> EncodeFunction:
     return function
 
 
-def call_encoder(function: EncodeFunction, spec: str, texts: list[str], role: str, width: int | None) -> np.ndarray:
-    """function(texts, role) as a checked float32 array: one finite row per text, `width` columns when known.
-    `role` is one of ROLES (Encoder.encode checks it)."""
+def call_encoder(function: EncodeFunction, spec: str, texts: list[str], role: str) -> np.ndarray:
+    """function(texts, role) as a float32 array; its shape and values are checked with every other encoder's
+    output (cache.checked_output)."""
     try:
-        out = np.asarray(function(texts, role), dtype=np.float32)
+        return np.asarray(function(texts, role), dtype=np.float32)
     except (TypeError, ValueError) as e:
-        raise InputError(f"encoder {spec!r} ({_PLURAL[role]}): returned something that is not an array of numbers ({e})") from None
-    if out.ndim != 2 or len(out) != len(texts):
-        raise InputError(
-            f"encoder {spec!r} ({_PLURAL[role]}): returned shape {out.shape} for {len(texts)} texts; expected ({len(texts)}, width)"
-        )
-    if width is not None and out.shape[1] != width:
-        raise InputError(f"encoder {spec!r} ({_PLURAL[role]}): returned width {out.shape[1]}, earlier calls returned {width}")
-    bad = ~np.isfinite(out).all(axis=1)
-    if bad.any():
-        raise InputError(
-            f"encoder {spec!r} ({_PLURAL[role]}): returned NaN or inf in {int(bad.sum())} of {len(texts)} rows "
-            f"(first: text {int(np.argmax(bad))}, {texts[int(np.argmax(bad))][:60]!r})"
-        )
-    return out
+        raise InputError(f"encoder {spec!r} ({role} role): returned something that is not an array of numbers ({e})") from None

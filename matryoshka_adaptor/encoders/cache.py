@@ -120,6 +120,16 @@ class Manifest:
         return m
 
 
+def checked_output(emb: np.ndarray, n_texts: int, width: int | None, source: str) -> np.ndarray:
+    """One finite row per text, as wide as earlier calls when `width` is known; else one line naming the source
+    and what it returned. Nothing unchecked reaches the cache."""
+    if emb.ndim != 2 or len(emb) != n_texts:
+        raise InputError(f"{source}: returned shape {emb.shape} for {n_texts} texts; expected ({n_texts}, width)")
+    if width is not None and emb.shape[1] != width:
+        raise InputError(f"{source}: returned width {emb.shape[1]}, earlier calls returned {width}")
+    return check_embeddings(emb, emb.shape[1], what=f"{source} output")
+
+
 class Encoder:
     """Encodes texts with a frozen SentenceTransformer, or with a black-box `function(texts, role)` (blackbox.py)
     named `model_name`; the model or engine is loaded only when a chunk must be encoded."""
@@ -267,15 +277,13 @@ class Encoder:
         self, texts: list[str], dim: int | None, pool: dict[str, Any] | None, what: str, role: str
     ) -> np.ndarray:
         if self.function is not None:
-            return call_encoder(self.function, self.model_name, texts, role, dim or self.width)
-        kwargs: dict[str, Any] = {"batch_size": self.batch_size, "show_progress_bar": False, "convert_to_numpy": True}
-        if pool is not None:  # one piece per worker
-            kwargs.update(pool=pool, chunk_size=math.ceil(len(texts) / len(pool["processes"])))
-        emb = np.asarray(self.model.encode(texts, **kwargs), dtype=np.float32)
-        emb = check_embeddings(emb, dim or emb.shape[-1], what=f"{self.model_name} embeddings of {what}")
-        if len(emb) != len(texts):
-            raise InputError(f"{self.model_name} gave {len(emb)} embeddings for {len(texts)} {what}")
-        return emb
+            emb, source = call_encoder(self.function, self.model_name, texts, role), f"encoder {self.model_name!r} ({what})"
+        else:
+            kwargs: dict[str, Any] = {"batch_size": self.batch_size, "show_progress_bar": False, "convert_to_numpy": True}
+            if pool is not None:  # one piece per worker
+                kwargs.update(pool=pool, chunk_size=math.ceil(len(texts) / len(pool["processes"])))
+            emb, source = np.asarray(self.model.encode(texts, **kwargs), dtype=np.float32), f"{self.model_name} ({what})"
+        return checked_output(emb, len(texts), dim or self.width, source)
 
     @staticmethod
     def _write_chunk(folder: Path, manifest: Manifest, index: int, emb: np.ndarray) -> None:
