@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -32,22 +31,18 @@ sys.path[0] = str(ROOT)
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from benchmarks.machine import cpu_name, peak_rss_mb  # noqa: E402
+
 N_QUERIES, N_VAL = 2000, 200
 
 
 def machine() -> dict[str, object]:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else platform.processor()
     mem_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     return {
-        "host": platform.node(), "cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+        "host": platform.node(), "cpu": cpu_name(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
         "memory_gb": round(mem_gb, 1), "python": platform.python_version(), "torch": torch.__version__,
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
     }
-
-
-def peak_rss_gb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
 
 
 def train_child(n: int) -> dict[str, float]:
@@ -88,7 +83,7 @@ def train_child(n: int) -> dict[str, float]:
     t = time.perf_counter()
     trainer.validate(adaptor, sup.subset(np.arange(N_VAL)))
     out["validation_s"] = time.perf_counter() - t
-    out["peak_rss_gb"] = peak_rss_gb()
+    out["peak_rss_gb"] = peak_rss_mb() / 1024
     return {k: round(v, 4) for k, v in out.items()}
 
 

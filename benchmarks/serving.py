@@ -23,7 +23,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import time
@@ -37,7 +36,9 @@ sys.path[0] = str(ROOT)
 import faiss  # noqa: E402
 import numpy as np  # noqa: E402
 
+from benchmarks.machine import cpu_name, peak_rss_mb  # noqa: E402
 from matryoshka_adaptor.serving import AdaptedIndex, IndexConfig  # noqa: E402
+from matryoshka_adaptor.serving.plans import plan_grid  # noqa: E402
 
 SHORTLIST, TOP_K, N_QUERIES, BATCH, N_SINGLE = 100, 10, 256, 64, 32
 ADAPTOR = ROOT / "saved_models" / "scifact_supervised"
@@ -59,13 +60,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def plans(full: int, dims: list[int], index: str, precisions: tuple[str, ...] = PRECISIONS, hnsw_m: int = 32) -> list[IndexConfig]:
-    out = []
-    for dim in dims:
-        for precision in precisions:
-            for rescore in ("none", "float32") if dim < full else ("none",):
-                out.append(IndexConfig(dim=dim, full_dim=full, index=index, precision=precision, rescore=rescore, hnsw_m=hnsw_m))
-    return out
+def exact_top_10(docs: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    """The reference every recall is measured against: exact float32 search over the full adapted vectors."""
+    full = docs.shape[1]
+    return AdaptedIndex.build(docs, IndexConfig(dim=full, full_dim=full, rescore="none")).search(queries, TOP_K)[0]
 
 
 def recall_at_10(found: np.ndarray, exact: np.ndarray) -> float:
@@ -107,7 +105,7 @@ def child(spec: dict[str, Any]) -> list[dict[str, Any]]:
             "recall_at_10_synthetic": round(recall_at_10(found, exact), 4), "build_s": round(build, 2),
             "index_bytes_per_vector": round(index.prefix_bytes / config.n_vectors, 2),
             "rescore_bytes_per_vector": config.rescore_bytes_per_vector,
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "peak_rss_mb": round(peak_rss_mb(), 1),
         })
     return rows
 
@@ -127,9 +125,7 @@ def synthetic(n: int, work: Path) -> dict[str, str]:
     queries = unit_rows(base[rng.choice(n, N_QUERIES, replace=False)] + 0.05 * rng.standard_normal((N_QUERIES, base.shape[1]), dtype=np.float32))
     docs, queries = unit_rows(adaptor.transform(base)), unit_rows(adaptor.transform(queries))
     del base
-    flat = faiss.IndexFlatIP(docs.shape[1])
-    flat.add(docs)
-    exact = flat.search(queries, TOP_K)[1]
+    exact = exact_top_10(docs, queries)
     work.mkdir(parents=True, exist_ok=True)
     for key, array in (("docs", docs), ("queries", queries), ("exact", exact)):
         np.save(paths[key], array)
@@ -152,8 +148,8 @@ def speed(args: argparse.Namespace, sizes: list[int], dims: list[int]) -> list[d
     for n in sizes:
         paths = synthetic(n, Path(args.work_dir))
         full = dims[-1]
-        grid = plans(full, dims, "flat")
-        hnsw = plans(full, dims, "hnsw", hnsw_m=args.hnsw_m)
+        grid = plan_grid(full, dims, PRECISIONS)
+        hnsw = plan_grid(full, dims, PRECISIONS, index="hnsw", hnsw_m=args.hnsw_m)
         if n == max(sizes):
             hnsw = [c for c in hnsw if (c.dim, c.precision) in hnsw_largest]
         for config in grid + hnsw:
@@ -181,10 +177,10 @@ def real(args: argparse.Namespace, dims: list[int]) -> list[dict[str, Any]]:
         embedded, qrels, _ = Source(dataset=name, data_root=root).load("test")
         adaptor = MatryoshkaAdaptor.load(folder)
         docs, queries = adaptor.transform(embedded.doc_embeddings), adaptor.transform(embedded.query_embeddings)
-        exact = AdaptedIndex.build(docs, IndexConfig(dim=dims[-1], full_dim=dims[-1], rescore="none")).search(queries, TOP_K)[0]
+        exact = exact_top_10(docs, queries)
         test = [i for i, q in enumerate(embedded.query_ids) if qrels and q in qrels]
         relevance = relevance_matrix(qrels, [embedded.query_ids[i] for i in test], embedded.doc_index) if name == "scifact" else None
-        for config in plans(dims[-1], dims, "flat") + plans(dims[-1], dims, "hnsw", hnsw_m=args.hnsw_m):
+        for config in plan_grid(dims[-1], dims, PRECISIONS) + plan_grid(dims[-1], dims, PRECISIONS, index="hnsw", hnsw_m=args.hnsw_m):
             found = AdaptedIndex.build(docs, config).search(queries, TOP_K, SHORTLIST)[0]
             rows.append({
                 "collection": name, "n_vectors": len(docs), "n_queries": len(queries), "dim": config.dim,
@@ -258,14 +254,12 @@ def main(argv: list[str]) -> int:
         return 0
     sizes, dims = [int(x) for x in args.sizes.split(",")], [int(x) for x in args.dims.split(",")]
     start = time.perf_counter()
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else platform.processor()
     real_rows = real(args, dims)
     speed_rows = speed(args, sizes, dims)
     payload = {
         "command": "python benchmarks/serving.py " + " ".join(argv),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"cpu": cpu, "cores": os.cpu_count(), "threads": args.threads, "faiss": faiss.__version__,
+        "machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "threads": args.threads, "faiss": faiss.__version__,
                     "platform": platform.platform()},
         "vectors": "synthetic",
         "speed_vectors": f"clustered unit base vectors (synthetic.py, seed 0) adapted by {ADAPTOR.relative_to(ROOT)}",

@@ -15,7 +15,6 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +30,16 @@ from matryoshka_adaptor.losses import default_dims, validate_dims
 from matryoshka_adaptor.atomic import write_bytes_atomic
 from matryoshka_adaptor.metrics import relevance_matrix
 from matryoshka_adaptor.model import MatryoshkaAdaptor
-from matryoshka_adaptor.serving.plans import BUDGETS, best_within, frontier, megabytes_per_million, plan_label, score_plans, smallest_dim_within
+from matryoshka_adaptor.serving.plans import (
+    BUDGETS,
+    Transform,
+    best_within,
+    frontier,
+    megabytes_per_million,
+    plan_label,
+    score_plans,
+    smallest_dim_within,
+)
 from matryoshka_adaptor.data.sources import Source
 
 logger = logging.getLogger("matryoshka_adaptor.eval")
@@ -39,7 +47,6 @@ logger = logging.getLogger("matryoshka_adaptor.eval")
 ADAPTOR_STAGES = ("unsupervised", "supervised")
 # method name -> training-free start map (vectors.START_MAPS); PCA is centred, the two rotations keep full-dim cosines
 BASELINES = {"base": "none", "pca": "centred_pca", "pca_rotation": "pca", "centred_rotation": "centred_axes"}
-Transform = Callable[[np.ndarray, int], np.ndarray]
 
 
 def mteb_task_class(dataset: str) -> type:

@@ -16,7 +16,7 @@ import hashlib
 import json
 import logging
 import os
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -219,9 +219,6 @@ class AdaptedIndex:
         """Bytes of the prefix index as faiss serialises it: codes plus graph or lists, what a server keeps in RAM."""
         writer = faiss.serialize_index_binary if self.thresholds is not None else faiss.serialize_index
         return int(writer(self.prefix).size)
-
-    def describe(self) -> dict[str, Any]:
-        return {**asdict(self.config), "prefix_index_bytes": self.prefix_bytes}
 
 
 def _load_adaptor(adaptor: Any) -> tuple[Any, dict[str, Any]]:

@@ -31,16 +31,16 @@ def ndcg_of_ranking(ranking: np.ndarray, relevance: torch.Tensor, k: int = 10) -
     return ndcg_at_k(scores[:, :-1], relevance, k)
 
 
-def plan_grid(full: int, dims: Iterable[int], precisions: Iterable[str] = PRECISIONS) -> list[IndexConfig]:
-    """Every flat plan: each dim at each precision (binary needs whole bytes), with and without re-scoring
-    (a full-width prefix has nothing to re-score)."""
+def plan_grid(full: int, dims: Iterable[int], precisions: Iterable[str] = PRECISIONS, **index: Any) -> list[IndexConfig]:
+    """Every plan: each dim at each precision (binary needs whole bytes), with and without re-scoring (a
+    full-width prefix has nothing to re-score); `index` holds IndexConfig's index knobs (default: flat)."""
     plans = []
     for dim in dims:
         for precision in precisions:
             if precision == "binary" and dim % 8:
                 continue
             for rescore in ("none", "float32") if dim < full else ("none",):
-                plans.append(IndexConfig(dim=dim, full_dim=full, precision=precision, rescore=rescore))
+                plans.append(IndexConfig(dim=dim, full_dim=full, precision=precision, rescore=rescore, **index))
     return plans
 
 
