@@ -21,8 +21,8 @@ from typing import Any
 
 import torch
 
-from matryoshka_adaptor.checkpoint import STATE_FILE as _STATE_FILE, Checkpointer
-from matryoshka_adaptor.distributed import World, init_from_env, shutdown
+from matryoshka_adaptor.training.checkpoint import STATE_FILE as _STATE_FILE, Checkpointer
+from matryoshka_adaptor.training.distributed import World, init_from_env, shutdown
 from matryoshka_adaptor.encoders import (
     DEFAULT_MODEL as _DEFAULT_MODEL,  # underscore: not a --key
 )

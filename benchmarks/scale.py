@@ -47,7 +47,7 @@ def machine() -> dict[str, object]:
 
 def train_child(n: int) -> dict[str, float]:
     """One corpus size, measured inside this (fresh) process so its peak RSS is its own."""
-    from matryoshka_adaptor.neighbors import _exact
+    from matryoshka_adaptor.training.neighbors import _exact
     from matryoshka_adaptor.data.synthetic import clustered_unit_vectors
     from matryoshka_adaptor.train import Supervision, Trainer, TrainConfig, seed_everything
     from matryoshka_adaptor.vectors import unit_rows

@@ -3,7 +3,7 @@
 f's last layer starts at zero, so a new adaptor is exactly z: the identity, a rotation onto principal axes (an
 isometry: every full-dim cosine unchanged, coordinates ordered by variance), or centred PCA (μ the corpus mean,
 which changes cosines). Training then only has to bend that start, which is why the start is a named config value
-(`input_rotation`) rather than a hidden trick; selection.py chooses it from training-time evidence.
+(`input_rotation`) rather than a hidden trick; training/selection.py chooses it from training-time evidence.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Training: the unsupervised stage (corpus only), the supervised stage (adds L_rank), and both in sequence.
 
 Inputs are embeddings, never texts: the base model is frozen and encoded once (encoders/). The start map is
-chosen first (selection.py), then each stage trains until its criterion stops improving for `patience` epochs
+chosen first (training/selection.py), then each stage trains until its criterion stops improving for `patience` epochs
 (the epoch caps are safety nets, set far above where SciFact and the suite's collections stop) and keeps its
 best epoch; epoch 0 (the start) is a candidate too. The unsupervised stage scores held-out documents'
 neighbourhoods, guarded by all training queries; the supervised stage scores held-out training queries and is
@@ -21,8 +21,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .checkpoint import Checkpointer
-from .distributed import World, current_world
+from .training.checkpoint import Checkpointer
+from .training.distributed import World, current_world
 from .errors import InputError
 from .losses import (
     default_dims,
@@ -36,8 +36,8 @@ from .losses import (
 )
 from .model import AdaptorConfig, MatryoshkaAdaptor
 from .metrics import ndcg_per_query
-from .neighbors import choose_method, mine_neighbors
-from .selection import choose_start, paired_gain_test
+from .training.neighbors import choose_method, mine_neighbors
+from .training.selection import choose_start, paired_gain_test
 from .vectors import START_MAPS, start_map, start_maps
 
 logger = logging.getLogger(__name__)
@@ -76,7 +76,7 @@ class TrainConfig:
     sup_batch_size: int = 128  # training queries per step; each is ranked against `rank_candidates` docs
     sup_lr: float = 5e-3  # AdamW learning rate of the supervised stage
     weight_decay: float = 0.0  # AdamW weight decay, both stages
-    # selection (selection.py)
+    # selection (training/selection.py)
     val_fraction: float = 0.2  # share of the TRAIN queries held out to choose the supervised epoch
     patience: int = 10  # epochs without a better selection score before a stage stops
     max_dim_drop: float = 0.005  # an epoch is kept only if no dim's nDCG@10 is this much below start or base

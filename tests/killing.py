@@ -1,4 +1,4 @@
-"""Subprocess runs for the kill-and-resume tests (test_resume.py, test_checkpoint.py): `start_python` runs a
+"""Subprocess runs for the kill-and-resume tests (test_resume.py, test_training_checkpoint.py): `start_python` runs a
 script string from the repo root (output to a log file), `wait_until` polls a condition on disk, and
 `kill_at_random` SIGKILLs a run a random delay after its condition first holds."""
 

@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 
 from matryoshka_adaptor.errors import InputError
-from matryoshka_adaptor.neighbors import choose_method, mine_neighbors
+from matryoshka_adaptor.training.neighbors import choose_method, mine_neighbors
 
 X = torch.randn(50, 8, generator=torch.Generator().manual_seed(0))
 

@@ -17,8 +17,8 @@ from typing import Any
 
 import torch
 
-from .atomic import write_bytes_atomic
-from .errors import InputError
+from ..atomic import write_bytes_atomic
+from ..errors import InputError
 
 logger = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 from killing import RUN_MAIN, RUN_TORCHRUN, kill_at_random, log_tail, run_python
 
-from matryoshka_adaptor.checkpoint import STATE_FILE, Checkpointer
+from matryoshka_adaptor.training.checkpoint import STATE_FILE, Checkpointer
 from matryoshka_adaptor.errors import InputError
 from matryoshka_adaptor.data.synthetic import write_synthetic_folder
 

@@ -1,6 +1,6 @@
 import numpy as np
 
-from matryoshka_adaptor.selection import choose_start, paired_gain_test
+from matryoshka_adaptor.training.selection import choose_start, paired_gain_test
 
 
 def test_choose_start_minimises_the_worst_shortfall_at_any_dim() -> None:

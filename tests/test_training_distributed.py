@@ -12,7 +12,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from matryoshka_adaptor.distributed import World
+from matryoshka_adaptor.training.distributed import World
 from matryoshka_adaptor.model import MatryoshkaAdaptor
 from matryoshka_adaptor.data.synthetic import write_synthetic_folder
 from matryoshka_adaptor.train import Supervision, TrainConfig, Trainer, seed_everything

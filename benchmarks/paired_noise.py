@@ -1,0 +1,144 @@
+"""How much of a do-no-harm shortfall on test is resolvable with the test queries a collection has?
+
+    MATRYOSHKA_DATA_ROOT=../shared/data/beir python benchmarks/paired_noise.py [--collections=cacm,medline,...]
+        [--seeds=1,2,3,4,5] [--work_dir=.cache/suite] [--trained_on=NAME] [--model=... | --encoder=...]
+
+Reads the adaptors benchmarks/suite.py (or multilingual.py) trained, `<work_dir>/<model tag>/seed<N>/<name>_<stage>`,
+and scores every test query at every dim by exact search (metrics.ndcg_per_query, trec_eval's nDCG@10; its means
+are checked against MTEB's in the output). For each dim it compares, query by query:
+- the unsupervised adaptor (mean over seeds) with the best at that dim of base, centred PCA and the centred-axes
+  rotation (the best picked on test, as the issue's bar picks it);
+- the supervised adaptor with the unsupervised one.
+Each difference gets a 95% paired bootstrap interval over queries (10,000 resamples, seeded). A shortfall whose
+interval reaches above the bar's tolerance cannot be told from noise on that many queries. `--trained_on=xquad-r-en`
+scores the English adaptors on the named collections instead (the cross-lingual transfer, against the base model).
+Test qrels are read only here, after training; nothing is chosen from them. Writes results/paired_noise[_<tag>].json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path[0] = str(Path(__file__).resolve().parent.parent)
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from benchmarks.suite import base_model_args, ints, model_tag  # noqa: E402
+from matryoshka_adaptor.baselines import StartMap  # noqa: E402
+from matryoshka_adaptor.data import DATA_ROOT_ENV  # noqa: E402
+from matryoshka_adaptor.data.sources import Source  # noqa: E402
+from matryoshka_adaptor.encoders import DEFAULT_MODEL  # noqa: E402
+from matryoshka_adaptor.errors import run_command  # noqa: E402
+from matryoshka_adaptor.eval import ADAPTOR_STAGES, BASELINES, write_json_atomic  # noqa: E402
+from matryoshka_adaptor.losses import default_dims  # noqa: E402
+from matryoshka_adaptor.metrics import ndcg_per_query  # noqa: E402
+from matryoshka_adaptor.model import MatryoshkaAdaptor  # noqa: E402
+
+TRAINING_FREE = ("base", "pca", "centred_rotation")  # base, centred PCA, centred-axes rotation: the unsupervised bar's maps
+RESAMPLES = 10_000
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--collections", default="scifact,cacm,medline,xquad-r-en")
+    p.add_argument("--seeds", default="1,2,3,4,5")
+    p.add_argument("--beir_root", default=os.environ.get(DATA_ROOT_ENV, "../shared/data/beir"))
+    p.add_argument("--xquad_root", default=None, help="folder holding xquad-r/ (default: the BEIR root's parent)")
+    p.add_argument("--work_dir", default=".cache/suite")
+    p.add_argument("--trained_on", default=None, help="score these adaptors on every collection (default: each its own)")
+    p.add_argument("--model", default=DEFAULT_MODEL)
+    p.add_argument("--encoder", default=None)
+    args = p.parse_args(argv)
+    args.tag = model_tag(args.model, args.encoder)
+    return args
+
+
+def per_query_ndcg(transform, docs: np.ndarray, queries: np.ndarray, judgments: list[dict[int, float]], dim: int) -> np.ndarray:
+    """nDCG@10 of each query by exact cosine search over the transformed, truncated vectors."""
+    d, q = torch.from_numpy(transform(docs, dim)), torch.from_numpy(transform(queries, dim))
+    top = (q @ d.T).topk(min(10, len(docs)), dim=1).indices
+    return ndcg_per_query(top, judgments)
+
+
+def bootstrap_interval(diff: np.ndarray, seed: int = 0) -> tuple[float, float]:
+    """95% percentile interval of the mean of `diff` over resampled queries."""
+    rows = np.random.default_rng(seed).integers(len(diff), size=(RESAMPLES, len(diff)))
+    means = diff[rows].mean(axis=1)
+    return float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
+
+
+def compare(new: np.ndarray, old: np.ndarray, tolerance: float) -> dict[str, Any]:
+    diff = new - old
+    lo, hi = bootstrap_interval(diff)
+    mean = float(diff.mean())
+    return {
+        "mean": round(mean, 4), "ci95": [round(lo, 4), round(hi, 4)], "tolerance": tolerance,
+        "misses_bar": mean < -tolerance, "miss_resolvable": hi < -tolerance,
+    }
+
+
+def collection(name: str, args: argparse.Namespace) -> dict[str, Any]:
+    root = (args.xquad_root or str(Path(args.beir_root).resolve().parent)) if name.startswith("xquad-r-") else args.beir_root
+    embedded, qrels, _ = Source(dataset=name, data_root=root, model=args.model, encoder=args.encoder).load("test")
+    doc_index, query_index = embedded.doc_index, embedded.query_index
+    qids = [q for q, docs in qrels.items() if any(y > 0 for y in docs.values())]
+    judgments = [{doc_index[d]: float(y) for d, y in qrels[q].items() if d in doc_index} for q in qids]
+    queries = embedded.query_embeddings[[query_index[q] for q in qids]]
+    docs, dims = embedded.doc_embeddings, default_dims(embedded.doc_embeddings.shape[1])
+    fixed = {m: StartMap(docs, BASELINES[m]).transform for m in TRAINING_FREE}
+    trained_on = args.trained_on or name
+    work = Path(args.work_dir) / args.tag
+    adaptors = {s: [MatryoshkaAdaptor.load(work / f"seed{seed}" / f"{trained_on}_{s}").transform for seed in ints(args.seeds)]
+                for s in ADAPTOR_STAGES}
+    out: dict[str, Any] = {"n_test_queries": len(qids), "trained_on": trained_on, "dims": {}}
+    for dim in dims:
+        base = {m: per_query_ndcg(t, docs, queries, judgments, dim) for m, t in fixed.items()}
+        stage = {s: np.mean([per_query_ndcg(t, docs, queries, judgments, dim) for t in ts], axis=0) for s, ts in adaptors.items()}
+        row: dict[str, Any] = {"means": {k: round(float(v.mean()), 4) for k, v in {**base, **stage}.items()}}
+        if trained_on == name:
+            best = max(TRAINING_FREE, key=lambda m: base[m].mean())
+            row["unsupervised_vs_best_training_free"] = {"best": best, **compare(stage["unsupervised"], base[best], 0.01)}
+            row["supervised_vs_unsupervised"] = compare(stage["supervised"], stage["unsupervised"], 0.005)
+        else:
+            row["supervised_vs_base"] = compare(stage["supervised"], base["base"], 0.01)
+        out["dims"][str(dim)] = row
+    return out
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    start = time.perf_counter()
+    names = [n.strip() for n in args.collections.split(",") if n.strip()]
+    results = {n: collection(n, args) for n in names}
+    suffix = "_".join(x for x in (args.tag, f"from_{args.trained_on}" if args.trained_on else "") if x)
+    payload = {
+        "command": "python benchmarks/paired_noise.py " + " ".join(sys.argv[1:]),
+        "metric": "nDCG@10 per test query, exact cosine search (trec_eval's formula)",
+        "seeds": ints(args.seeds),
+        "base_model_args": base_model_args(args),
+        "collections": results,
+        "seconds": round(time.perf_counter() - start, 1),
+    }
+    write_json_atomic(Path(f"results/paired_noise{'_' + suffix if suffix else ''}.json"), payload)
+    for name, r in results.items():
+        for dim, row in r["dims"].items():
+            for key in ("unsupervised_vs_best_training_free", "supervised_vs_unsupervised", "supervised_vs_base"):
+                c = row.get(key)
+                if c and c["misses_bar"]:
+                    print(f"{name:<12}{dim:>5}  {key:<36} {c['mean']:+.4f}  95% CI [{c['ci95'][0]:+.4f}, {c['ci95'][1]:+.4f}]"
+                          f"  {'resolvable' if c['miss_resolvable'] else 'within noise'} ({r['n_test_queries']} queries)")
+    return payload
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    return run_command(lambda: run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
