@@ -39,6 +39,7 @@ from matryoshka_adaptor.eval import ADAPTOR_STAGES, BASELINES, write_json_atomic
 from matryoshka_adaptor.losses import default_dims  # noqa: E402
 from matryoshka_adaptor.metrics import ndcg_per_query  # noqa: E402
 from matryoshka_adaptor.model import MatryoshkaAdaptor  # noqa: E402
+from matryoshka_adaptor.serving.plans import Transform  # noqa: E402
 
 TRAINING_FREE = ("base", "pca", "centred_rotation")  # base, centred PCA, centred-axes rotation: the unsupervised bar's maps
 RESAMPLES = 10_000
@@ -59,7 +60,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-def per_query_ndcg(transform, docs: np.ndarray, queries: np.ndarray, judgments: list[dict[int, float]], dim: int) -> np.ndarray:
+def per_query_ndcg(transform: Transform, docs: np.ndarray, queries: np.ndarray, judgments: list[dict[int, float]], dim: int) -> np.ndarray:
     """nDCG@10 of each query by exact cosine search over the transformed, truncated vectors."""
     d, q = torch.from_numpy(transform(docs, dim)), torch.from_numpy(transform(queries, dim))
     top = (q @ d.T).topk(min(10, len(docs)), dim=1).indices
@@ -74,6 +75,8 @@ def bootstrap_interval(diff: np.ndarray, seed: int = 0) -> tuple[float, float]:
 
 
 def compare(new: np.ndarray, old: np.ndarray, tolerance: float) -> dict[str, Any]:
+    """Mean per-query difference new - old with its interval; a miss is resolvable when the whole interval lies
+    below -tolerance."""
     diff = new - old
     lo, hi = bootstrap_interval(diff)
     mean = float(diff.mean())
@@ -84,6 +87,7 @@ def compare(new: np.ndarray, old: np.ndarray, tolerance: float) -> dict[str, Any
 
 
 def collection(name: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Every dim's comparisons on one collection's test queries."""
     root = (args.xquad_root or str(Path(args.beir_root).resolve().parent)) if name.startswith("xquad-r-") else args.beir_root
     embedded, qrels, _ = Source(dataset=name, data_root=root, model=args.model, encoder=args.encoder).load("test")
     doc_index, query_index = embedded.doc_index, embedded.query_index
