@@ -31,12 +31,10 @@ sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 import numpy as np  # noqa: E402
 
-from benchmarks.suite import ints, mean_std, model_tag, train_adaptors  # noqa: E402
-from matryoshka_adaptor.baselines import StartMap  # noqa: E402
+from benchmarks.suite import adaptor_scores, baseline_scores, ints, mean_std, model_tag, train_adaptors  # noqa: E402
 from matryoshka_adaptor.errors import InputError, run_command  # noqa: E402
-from matryoshka_adaptor.eval import ADAPTOR_STAGES, BASELINES, evaluate, pyplot, save_figure, write_json_atomic  # noqa: E402
+from matryoshka_adaptor.eval import ADAPTOR_STAGES, BASELINES, pyplot, save_figure, write_json_atomic  # noqa: E402
 from matryoshka_adaptor.losses import default_dims  # noqa: E402
-from matryoshka_adaptor.model import MatryoshkaAdaptor  # noqa: E402
 from matryoshka_adaptor.data.sources import Source  # noqa: E402
 from matryoshka_adaptor.data.xquad import ALL, LANGUAGES, PREFIX  # noqa: E402
 
@@ -57,11 +55,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args = p.parse_args(argv)
     args.tag = model_tag("", args.encoder)
     return args
-
-
-def adaptor_scores(embedded, qrels, folders: dict[str, Path], dims: tuple[int, ...]) -> dict[str, dict[int, float]]:
-    adaptors = {s: MatryoshkaAdaptor.load(folders[s]).transform for s in ADAPTOR_STAGES}
-    return evaluate(embedded, qrels, "test", adaptors, dims)[0]
 
 
 def summarise(per_seed: list[dict[str, dict[int, float]]], dims: tuple[int, ...]) -> dict[str, Any]:
@@ -129,8 +122,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     for lang in langs:
         embedded, qrels, _ = Source(dataset=f"{PREFIX}{lang}", data_root=args.xquad_root, encoder=args.encoder).load("test")
         dims = default_dims(embedded.doc_embeddings.shape[1])
-        baselines = {m: StartMap(embedded.doc_embeddings, kind).transform for m, kind in BASELINES.items()}
-        fixed = evaluate(embedded, qrels, "test", baselines, dims)[0]
+        fixed = baseline_scores(embedded, qrels, dims)
         by_setting = {
             "own": [adaptor_scores(embedded, qrels, trained[lang, s]["folders"], dims) for s in seeds],
             "from_en": [adaptor_scores(embedded, qrels, trained["en", s]["folders"], dims) for s in seeds],

@@ -29,7 +29,7 @@ sys.path[0] = str(Path(__file__).resolve().parent.parent)
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from benchmarks.suite import base_model_args, ints, model_tag  # noqa: E402
+from benchmarks.suite import base_model_args, data_root, ints, model_tag  # noqa: E402
 from matryoshka_adaptor.baselines import StartMap  # noqa: E402
 from matryoshka_adaptor.data import DATA_ROOT_ENV  # noqa: E402
 from matryoshka_adaptor.data.sources import Source  # noqa: E402
@@ -40,6 +40,8 @@ from matryoshka_adaptor.losses import default_dims  # noqa: E402
 from matryoshka_adaptor.metrics import ndcg_per_query  # noqa: E402
 from matryoshka_adaptor.model import MatryoshkaAdaptor  # noqa: E402
 from matryoshka_adaptor.serving.plans import Transform  # noqa: E402
+from matryoshka_adaptor.train import Supervision  # noqa: E402
+from matryoshka_adaptor.vectors import unit_rows  # noqa: E402
 
 TRAINING_FREE = ("base", "pca", "centred_rotation")  # base, centred PCA, centred-axes rotation: the unsupervised bar's maps
 RESAMPLES = 10_000
@@ -60,11 +62,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-def per_query_ndcg(transform: Transform, docs: np.ndarray, queries: np.ndarray, judgments: list[dict[int, float]], dim: int) -> np.ndarray:
-    """nDCG@10 of each query by exact cosine search over the transformed, truncated vectors."""
-    d, q = torch.from_numpy(transform(docs, dim)), torch.from_numpy(transform(queries, dim))
+def per_query_ndcg(docs: np.ndarray, queries: np.ndarray, judgments: list[dict[int, float]], dim: int) -> np.ndarray:
+    """nDCG@10 of each query by exact cosine search over the first `dim` coordinates of full-width vectors."""
+    d, q = (torch.from_numpy(unit_rows(x[:, :dim])) for x in (docs, queries))
     top = (q @ d.T).topk(min(10, len(docs)), dim=1).indices
     return ndcg_per_query(top, judgments)
+
+
+def full_width(transform: Transform, docs: np.ndarray, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(docs, queries) through the map at full width, once: every prefix is truncated from these."""
+    return transform(docs, docs.shape[1]), transform(queries, docs.shape[1])
 
 
 def bootstrap_interval(diff: np.ndarray, seed: int = 0) -> tuple[float, float]:
@@ -88,22 +95,22 @@ def compare(new: np.ndarray, old: np.ndarray, tolerance: float) -> dict[str, Any
 
 def collection(name: str, args: argparse.Namespace) -> dict[str, Any]:
     """Every dim's comparisons on one collection's test queries."""
-    root = (args.xquad_root or str(Path(args.beir_root).resolve().parent)) if name.startswith("xquad-r-") else args.beir_root
-    embedded, qrels, _ = Source(dataset=name, data_root=root, model=args.model, encoder=args.encoder).load("test")
-    doc_index, query_index = embedded.doc_index, embedded.query_index
-    qids = [q for q, docs in qrels.items() if any(y > 0 for y in docs.values())]
-    judgments = [{doc_index[d]: float(y) for d, y in qrels[q].items() if d in doc_index} for q in qids]
-    queries = embedded.query_embeddings[[query_index[q] for q in qids]]
-    docs, dims = embedded.doc_embeddings, default_dims(embedded.doc_embeddings.shape[1])
-    fixed = {m: StartMap(docs, BASELINES[m]).transform for m in TRAINING_FREE}
+    embedded, qrels, _ = Source(dataset=name, data_root=data_root(name, args), model=args.model, encoder=args.encoder).load("test")
+    test = Supervision.from_qrels(qrels, embedded.query_index, embedded.query_embeddings, embedded.doc_index)
+    judgments, docs = test.judgments, embedded.doc_embeddings
+    dims = default_dims(docs.shape[1])
+    fixed = {m: full_width(StartMap(docs, BASELINES[m]).transform, docs, test.queries) for m in TRAINING_FREE}
     trained_on = args.trained_on or name
     work = Path(args.work_dir) / args.tag
-    adaptors = {s: [MatryoshkaAdaptor.load(work / f"seed{seed}" / f"{trained_on}_{s}").transform for seed in ints(args.seeds)]
-                for s in ADAPTOR_STAGES}
-    out: dict[str, Any] = {"n_test_queries": len(qids), "trained_on": trained_on, "dims": {}}
+    adaptors = {
+        s: [full_width(MatryoshkaAdaptor.load(work / f"seed{seed}" / f"{trained_on}_{s}").transform, docs, test.queries)
+            for seed in ints(args.seeds)]
+        for s in ADAPTOR_STAGES
+    }
+    out: dict[str, Any] = {"n_test_queries": len(judgments), "trained_on": trained_on, "dims": {}}
     for dim in dims:
-        base = {m: per_query_ndcg(t, docs, queries, judgments, dim) for m, t in fixed.items()}
-        stage = {s: np.mean([per_query_ndcg(t, docs, queries, judgments, dim) for t in ts], axis=0) for s, ts in adaptors.items()}
+        base = {m: per_query_ndcg(*vectors, judgments, dim) for m, vectors in fixed.items()}
+        stage = {s: np.mean([per_query_ndcg(*vectors, judgments, dim) for vectors in runs], axis=0) for s, runs in adaptors.items()}
         row: dict[str, Any] = {"means": {k: round(float(v.mean()), 4) for k, v in {**base, **stage}.items()}}
         if trained_on == name:
             best = max(TRAINING_FREE, key=lambda m: base[m].mean())

@@ -129,6 +129,20 @@ def train_adaptors(name: str, root: str, seed: int, out: Path, fresh: bool, mode
     }
 
 
+def baseline_scores(embedded: EmbeddedDataset, qrels: dict[str, dict[str, int]], dims: tuple[int, ...]) -> dict[str, dict[int, float]]:
+    """MTEB nDCG@10 on test of every training-free map (eval.BASELINES), fitted to this corpus."""
+    maps = {m: StartMap(embedded.doc_embeddings, kind).transform for m, kind in BASELINES.items()}
+    return evaluate(embedded, qrels, "test", maps, dims)[0]
+
+
+def adaptor_scores(
+    embedded: EmbeddedDataset, qrels: dict[str, dict[str, int]], folders: dict[str, Path], dims: tuple[int, ...]
+) -> dict[str, dict[int, float]]:
+    """MTEB nDCG@10 on test of a run's two adaptors (stage -> saved folder)."""
+    adaptors = {s: MatryoshkaAdaptor.load(folders[s]).transform for s in ADAPTOR_STAGES}
+    return evaluate(embedded, qrels, "test", adaptors, dims)[0]
+
+
 def mean_std(per_seed: list[dict[int, float]], dims: tuple[int, ...]) -> dict[str, dict[str, float]]:
     table = np.array([[s[d] for d in dims] for s in per_seed])
     return {
@@ -194,7 +208,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     seeds = ints(args.seeds)
     work = args.work
     start = time.perf_counter()
-    loaded: dict[str, tuple[EmbeddedDataset, dict[str, dict[str, int]]]] = {}
+    # name -> (vectors, test qrels, the base model's scores by dim), for the cross-domain matrix
+    loaded: dict[str, tuple[EmbeddedDataset, dict[str, dict[str, int]], dict[int, float]]] = {}
     results: dict[str, Any] = {}
     for name in names:
         root = data_root(name, args)
@@ -202,16 +217,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         embedded, test_qrels, _ = source.load("test")
         if test_qrels is None:
             raise InputError(f"{name}: no test qrels to score against")
-        loaded[name] = (embedded, test_qrels)
         dims = default_dims(embedded.doc_embeddings.shape[1])
-        baselines = {m: StartMap(embedded.doc_embeddings, kind).transform for m, kind in BASELINES.items()}
-        fixed = evaluate(embedded, test_qrels, "test", baselines, dims)[0]
+        fixed = baseline_scores(embedded, test_qrels, dims)
+        loaded[name] = (embedded, test_qrels, fixed["base"])
         runs, per_seed = [], {m: [] for m in METHODS}
         for seed in seeds:
             trained = train_adaptors(name, root, seed, work / f"seed{seed}", args.fresh, base_model_args(args))
             folders = trained.pop("folders")
-            adaptors = {s: MatryoshkaAdaptor.load(folders[s]).transform for s in ADAPTOR_STAGES}
-            scores = {**fixed, **evaluate(embedded, test_qrels, "test", adaptors, dims)[0]}
+            scores = {**fixed, **adaptor_scores(embedded, test_qrels, folders, dims)}
             for m in METHODS:
                 per_seed[m].append(scores[m])
             runs.append({"seed": seed, **trained, "scores": {m: {str(d): round(v, 5) for d, v in scores[m].items()} for m in ADAPTOR_STAGES}})
@@ -266,9 +279,8 @@ def cross_domain(names: list[str], seeds: list[int], work: Path, loaded: dict) -
     seeds, and its change against that collection's own base model and its own supervised adaptor."""
     out: dict[str, Any] = {}
     for target in names:
-        embedded, qrels = loaded[target]
+        embedded, qrels, base = loaded[target]
         dims = default_dims(embedded.doc_embeddings.shape[1])
-        base = evaluate(embedded, qrels, "test", {"base": StartMap(embedded.doc_embeddings, "none").transform}, dims)[0]["base"]
         for source in names:
             per_seed = []
             for seed in seeds:

@@ -182,7 +182,7 @@ class StageLog:
     probe_ndcg_at_10: list[list[float]] = field(default_factory=list)  # held-out documents' neighbours, likewise
     loss: list[float] = field(default_factory=list)
     stopped: str = ""  # 'patience' or 'epoch cap'
-    test: dict[str, Any] | None = None  # the supervised stage's paired test (selection.PairedTest)
+    test: dict[str, Any] | None = None  # the supervised stage's paired test (training.selection.PairedTest)
     refit_queries: int = 0  # queries of the refit on all training queries (0: no refit); it runs best_epoch epochs
 
 
