@@ -213,9 +213,10 @@ def train(run: dict[str, Any], config: TrainConfig) -> dict[str, Path]:
         stage_names.remove("supervised")
 
     sup = train_sup = val_sup = None
+    parts = embedded.part_codes()
     if qrels is not None:
-        sup = Supervision.from_qrels(qrels, embedded.query_index, embedded.query_embeddings, embedded.doc_index)
-        train_rows, val_rows = split_validation(len(sup.queries), config.val_fraction, config.seed)
+        sup = Supervision.from_qrels(qrels, embedded.query_index, embedded.query_embeddings, embedded.doc_index, parts)
+        train_rows, val_rows = split_validation(len(sup.queries), config.val_fraction, config.seed, sup.items)
         train_sup, val_sup = sup.subset(train_rows), sup.subset(val_rows)
     logger.info(
         "%s: %d documents, %d training queries, %d for validation, %d process(es)",
@@ -229,11 +230,12 @@ def train(run: dict[str, Any], config: TrainConfig) -> dict[str, Path]:
         "train_split": run["train_split"],
         "stages": stage_names,
         "n_documents": len(embedded.doc_ids),
+        "partitioned": embedded.partitioned,
     }
     checkpoint = Checkpointer(checkpoint_dir, fingerprint, writer=world.is_main)
     state = checkpoint.load() if resuming else None
     saved_neighbors = checkpoint.load_neighbors() if state else None
-    trainer = Trainer(embedded.doc_embeddings, config, run["device"], saved_neighbors, evidence=sup)
+    trainer = Trainer(embedded.doc_embeddings, config, run["device"], saved_neighbors, evidence=sup, doc_parts=parts.docs if parts else None)
     if saved_neighbors is None:
         checkpoint.save_neighbors(trainer.anchors, trainer.neighbors)
     provenance = {
@@ -242,6 +244,7 @@ def train(run: dict[str, Any], config: TrainConfig) -> dict[str, Path]:
         "qrels": str(qrels_path) if qrels is not None else None,
         "max_docs": run["max_docs"],
         "n_documents": len(embedded.doc_ids),
+        "partitioned": embedded.partitioned,  # queries ranked within their part (data.beir.BeirDataset)
         "n_train_queries": len(train_sup.queries) if train_sup else 0,
         "n_val_queries": len(val_sup.queries) if val_sup else 0,
         "max_seq_length": run["max_seq_length"],

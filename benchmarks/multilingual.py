@@ -8,8 +8,8 @@ questions are scored here, after training), and scored with MTEB nDCG@10 on ever
 every dim, against the base vectors truncated and the training-free maps:
 - own:      per language, both stages trained on that language's train questions and its sentences;
 - from_en:  the English-trained adaptors applied unchanged to every language (cross-lingual transfer);
-- union:    one adaptor trained on `xquad-r-all` (every language's train questions, each relevant to its answer
-            sentence in all 11 languages), applied to each language.
+- union:    one adaptor trained on `xquad-r-all` (every language's train questions, each ranked among its own
+            language's sentences, as it is scored) and all 11 languages' sentences, applied to each language.
 Needs `pip install -r benchmarks/requirements.txt`. Encodings are cached; adaptors of the same config in --work_dir
 are reused. Writes results/multilingual_<encoder>.json and plots/multilingual_<encoder>.png (language x dim heat
 maps of the supervised adaptor's gain over the base model, one per setting) and prints the tables.

@@ -400,7 +400,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         max_docs=args.max_docs, model=args.model, encoder=args.encoder, max_seq_length=args.max_seq_length, cache_dir=args.cache_dir,
         device=args.device, id_column=args.id_column, vector_column=args.vector_column,
     )
-    embedded, qrels, qrels_path = source.load(args.split)
+    embedded, qrels, qrels_path = source.load(args.split, one_corpus=True)
     if qrels is None:
         raise InputError(f"{qrels_path or '--qrels'}: no qrels to evaluate against")
     try:

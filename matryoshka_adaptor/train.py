@@ -34,6 +34,7 @@ from .losses import (
     topk_loss,
     validate_dims,
 )
+from .encoders.cache import PartCodes
 from .model import AdaptorConfig, MatryoshkaAdaptor
 from .metrics import ndcg_per_query
 from .training.neighbors import choose_method, mine_neighbors
@@ -113,6 +114,10 @@ class Supervision:
     query_rows: np.ndarray
     doc_rows: np.ndarray
     labels: np.ndarray
+    # partitioned datasets (EmbeddedDataset.part_codes): per query, its part, and its id within the part, shared by
+    # the same query in other parts (a translation): one unit when queries are held out or tested
+    parts: np.ndarray | None = None
+    items: np.ndarray | None = None
 
     @classmethod
     def from_qrels(
@@ -121,18 +126,23 @@ class Supervision:
         query_index: dict[str, int],
         query_embeddings: np.ndarray,
         doc_index: dict[str, int],
+        parts: PartCodes | None = None,
     ) -> Supervision:
-        """Queries with at least one relevant document (y > 0) among the indexed ones, in qrels order."""
+        """Queries with at least one relevant document (y > 0) among the indexed ones, in qrels order; `parts`: a
+        partitioned dataset's codes (by query_index row)."""
         qids = [q for q, docs in qrels.items() if any(y > 0 and d in doc_index for d, y in docs.items())]
         triples = [
             (row, doc_index[d], y) for row, q in enumerate(qids) for d, y in qrels[q].items() if d in doc_index
         ]
         q_rows, d_rows, labels = zip(*triples) if triples else ((), (), ())
+        rows = [query_index[q] for q in qids]
         return cls(
-            queries=query_embeddings[[query_index[q] for q in qids]].reshape(len(qids), query_embeddings.shape[1]),
+            queries=query_embeddings[rows].reshape(len(qids), query_embeddings.shape[1]),
             query_rows=np.array(q_rows, dtype=np.int64),
             doc_rows=np.array(d_rows, dtype=np.int64),
             labels=np.array(labels, dtype=np.float32),
+            parts=parts.queries[rows] if parts is not None else None,
+            items=parts.items[rows] if parts is not None else None,
         )
 
     @cached_property
@@ -168,6 +178,8 @@ class Supervision:
             query_rows=np.array([renumber[int(q)] for q in self.query_rows[keep]], dtype=np.int64),
             doc_rows=self.doc_rows[keep],
             labels=self.labels[keep],
+            parts=self.parts[rows] if self.parts is not None else None,
+            items=self.items[rows] if self.items is not None else None,
         )
 
 
@@ -205,13 +217,20 @@ def resolve_device(device: str, world: World | None = None) -> torch.device:
     return torch.device(device)
 
 
-def split_validation(n_queries: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(train rows, validation rows) of the training queries, by a seeded shuffle."""
-    order = np.random.default_rng(seed).permutation(n_queries)
-    n_val = max(1, round(n_queries * fraction))
-    if n_val >= n_queries:
+def split_validation(
+    n_queries: int, fraction: float, seed: int, items: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(train rows, validation rows) of the training queries, by a seeded shuffle; with `items` (per query, a unit
+    such as one question in every language) whole units are held out, so no held-out query has a translation in
+    training that would answer it."""
+    if items is None:
+        items = np.arange(n_queries)
+    units = np.unique(items)
+    n_val = max(1, round(len(units) * fraction))
+    if n_val >= len(units):
         raise InputError(f"{n_queries} training queries are too few to hold out a validation split")
-    return np.sort(order[n_val:]), np.sort(order[:n_val])
+    held = np.isin(items, units[np.random.default_rng(seed).permutation(len(units))[:n_val]])
+    return np.flatnonzero(~held), np.flatnonzero(held)
 
 
 def column_means(per_query: np.ndarray) -> list[float]:
@@ -233,9 +252,11 @@ class Trainer:
         device: str = "auto",
         neighbors: tuple[torch.Tensor, torch.Tensor] | None = None,
         evidence: Supervision | None = None,
+        doc_parts: np.ndarray | None = None,
     ) -> None:
         """`evidence`: all training queries (never the test split), to choose the start map and to guard the
-        unsupervised stage; None for a corpus-only run."""
+        unsupervised stage; None for a corpus-only run. `doc_parts`: each document's part of a partitioned dataset
+        (EmbeddedDataset.part_codes), among which alone the queries of that part are ranked."""
         self.config = config
         self.world = current_world()
         self.device = resolve_device(device, self.world)
@@ -247,9 +268,15 @@ class Trainer:
         self.dims = validate_dims(config.dims or default_dims(corpus.shape[1]), corpus.shape[1])
         self.weights = dim_weights(self.dims, config.dim_weighting).to(self.device)
         self.corpus = torch.from_numpy(np.ascontiguousarray(corpus, dtype=np.float32)).to(self.device)
+        if doc_parts is not None and len(doc_parts) != len(corpus):
+            raise InputError(f"doc_parts of {len(doc_parts)} documents: expected one part per document ({len(corpus)})")
+        if evidence is not None and evidence.parts is not None and doc_parts is None:
+            raise InputError("training queries carry parts but the documents do not: expected doc_parts")
+        self.doc_parts = torch.from_numpy(doc_parts).to(self.device) if doc_parts is not None else None
+        self.part_rows = [np.flatnonzero(doc_parts == p) for p in range(int(doc_parts.max()) + 1)] if doc_parts is not None else []
         self.evidence = evidence
         self.start_scores: dict[str, list[float]] = {}
-        self.start, self.rotation, self.center = self.choose_start(corpus)
+        self.start, self.rotation, self.center = self.choose_start(corpus, doc_parts)
         # held-out documents whose full-dim neighbours score the unsupervised stage; never anchors
         n, c = len(self.corpus), config
         order = np.random.default_rng(c.seed).permutation(n)
@@ -287,16 +314,19 @@ class Trainer:
             labels=np.ones(doc_rows.size, dtype=np.float32),
         )
 
-    def choose_start(self, corpus: np.ndarray) -> tuple[str, np.ndarray | None, np.ndarray | None]:
+    def choose_start(
+        self, corpus: np.ndarray, doc_parts: np.ndarray | None = None
+    ) -> tuple[str, np.ndarray | None, np.ndarray | None]:
         """(name, rotation, centre) of the configured start map, or with 'auto' of the best of vectors.START_MAPS on
         the training queries at every dim (selection.choose_start); without queries the centred-axes rotation,
-        which keeps every full-dim cosine and orders coordinates by how much documents differ along them."""
+        which keeps every full-dim cosine and orders coordinates by how much documents differ along them. A
+        partitioned corpus's centred axes are its within-part ones (vectors.start_maps)."""
         c = self.config
         if c.input_rotation != "auto" or self.evidence is None or len(self.evidence.queries) == 0:
             name = c.input_rotation if c.input_rotation != "auto" else "centred_axes"
             logger.info("start map: %s (%s)", name, "configured" if name == c.input_rotation else "no training queries")
-            return (name, *start_map(corpus, name))
-        maps = start_maps(corpus)
+            return (name, *start_map(corpus, name, doc_parts))
+        maps = start_maps(corpus, parts=doc_parts)
         for name, (rotation, center) in maps.items():
             candidate = MatryoshkaAdaptor(self.adaptor_config(name, "", {}), rotation, center).to(self.device)
             self.start_scores[name] = self.validate(candidate, self.evidence)
@@ -376,14 +406,18 @@ class Trainer:
             loss = loss + c.gamma * l_rank * (n_q * world.size / n_queries)
         return loss
 
-    def candidates(self, positives: np.ndarray, generator: torch.Generator) -> torch.Tensor:
-        """Corpus rows a query batch is ranked against: all, or its positives plus a uniform sample (memory and
-        time per step stay bounded whatever the corpus size)."""
-        n = len(self.corpus)
-        if n <= self.config.rank_candidates:
-            return torch.arange(n)
-        sample = torch.randint(n, (self.config.rank_candidates,), generator=generator)
+    def candidates(self, positives: np.ndarray, generator: torch.Generator, part: int | None = None) -> torch.Tensor:
+        """Corpus rows a query batch is ranked against: all (of its `part`, for a partitioned dataset), or its
+        positives plus a uniform sample of them (memory and time per step stay bounded whatever the corpus size)."""
+        pool = torch.from_numpy(self.part_rows[part]) if part is not None else torch.arange(len(self.corpus))
+        if len(pool) <= self.config.rank_candidates:
+            return pool
+        sample = pool[torch.randint(len(pool), (self.config.rank_candidates,), generator=generator)]
         return torch.unique(torch.cat([sample, torch.from_numpy(positives)]))
+
+    def parts_of(self, queries: Supervision) -> np.ndarray | None:
+        """The queries' parts when the documents have parts too (ranking within parts), else None."""
+        return queries.parts if self.doc_parts is not None else None
 
     # -- validation -------------------------------------------------------------------------------------------
     def validate(self, adaptor: MatryoshkaAdaptor | None, val: Supervision | None, k: int = 10) -> list[float]:
@@ -397,13 +431,19 @@ class Trainer:
         running top k."""
         queries = torch.from_numpy(val.queries).to(self.device)
         queries = adaptor(queries) if adaptor is not None else queries
+        parts = self.parts_of(val)
+        parts = torch.from_numpy(parts).to(self.device) if parts is not None else None
         chunk = max(1, VALIDATION_BYTES // (4 * len(queries)))
         best: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * len(self.dims)
         for start in range(0, len(self.corpus), chunk):
             docs = self.corpus[start : start + chunk]
             docs = adaptor(docs) if adaptor is not None else docs
+            # a query of a partitioned dataset never ranks another part's documents
+            elsewhere = parts[:, None] != self.doc_parts[None, start : start + chunk] if parts is not None else None
             for j, m in enumerate(self.dims):
                 scores = prefix_cosine(queries, docs, m)
+                if elsewhere is not None:
+                    scores = scores.masked_fill(elsewhere, -float("inf"))
                 values, idx = scores.topk(min(k, scores.shape[1]), dim=1)
                 idx = idx + start
                 if best[j] is not None:  # merge with the earlier chunks' top k
@@ -519,7 +559,7 @@ class Trainer:
                 break
         adaptor.load_state_dict(best_state)
         if supervised and queries is not None and log.best_epoch > 0:
-            test = paired_gain_test(best_per_query, start["per_query"], c.significance, c.max_dim_drop)
+            test = paired_gain_test(best_per_query, start["per_query"], c.significance, c.max_dim_drop, queries.items)
             log.test = asdict(test)
             if not test.accepted:
                 logger.info("%s: gain %.4f ± %.4f (se) on %d held-out queries is not significant at %g: keeping the start",
@@ -561,9 +601,7 @@ class Trainer:
         n_anchors = len(self.anchors)
         if train is not None:
             query_emb = torch.from_numpy(train.queries).to(self.device)
-            labeled = np.unique(train.query_rows)
-            order = labeled[torch.randperm(len(labeled), generator=generator).numpy()]
-            batches = [order[i : i + c.sup_batch_size] for i in range(0, len(order), c.sup_batch_size)]
+            batches = self.query_batches(train, generator)
         else:
             perm = torch.randperm(n_anchors, generator=generator)
             batches = [perm[i : i + c.unsup_batch_size] for i in range(0, n_anchors, c.unsup_batch_size)]
@@ -572,7 +610,8 @@ class Trainer:
         for batch in tqdm(batches, desc=desc, leave=False, disable=not self.world.is_main):
             if train is not None:
                 anchors = torch.randint(n_anchors, (c.unsup_batch_size,), generator=generator).to(self.device)
-                candidates = self.candidates(train.positives(batch), generator)
+                parts = self.parts_of(train)
+                candidates = self.candidates(train.positives(batch), generator, int(parts[batch[0]]) if parts is not None else None)
                 lo, hi = self.world.share(len(batch))
                 local = batch[lo:hi]
                 loss = self.step_loss(
@@ -586,6 +625,19 @@ class Trainer:
             optimizer.step()
             total += loss.item()
         return self.world.mean(total / len(batches))
+
+    def query_batches(self, train: Supervision, generator: torch.Generator) -> list[np.ndarray]:
+        """The labelled training queries shuffled into batches of sup_batch_size; for a partitioned dataset each
+        batch holds one part's queries (they share its candidates), the parts' batches shuffled together."""
+        labeled, parts = np.unique(train.query_rows), self.parts_of(train)
+        groups = [labeled[parts[labeled] == p] for p in np.unique(parts[labeled])] if parts is not None else [labeled]
+        size, batches = self.config.sup_batch_size, []
+        for rows in groups:
+            order = rows[torch.randperm(len(rows), generator=generator).numpy()]
+            batches += [order[i : i + size] for i in range(0, len(order), size)]
+        if len(groups) > 1:
+            batches = [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+        return batches
 
     def distributed(self, adaptor: MatryoshkaAdaptor) -> torch.nn.Module:
         """The adaptor wrapped in DistributedDataParallel in a multi-process run (the adaptor itself otherwise)."""

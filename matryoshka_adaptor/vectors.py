@@ -14,7 +14,8 @@ def unit_rows(x: np.ndarray) -> np.ndarray:
 
 def pca_rotation(embeddings: np.ndarray, center: np.ndarray | None = None) -> np.ndarray:
     """Orthogonal (d, d) matrix whose rows are the principal axes of the embeddings, largest first: of their
-    second moment (uncentred) by default, of their covariance with `center` = their mean.
+    second moment (uncentred) by default, of their covariance with `center` = their mean; `center` may also be one
+    row per embedding (each part's mean: the within-part covariance).
 
     The matrix is a pure rotation either way; only subtracting a centre from the vectors changes cosines. Each
     axis' sign is fixed (largest coordinate positive) so that the same embeddings always give the same matrix.
@@ -24,7 +25,7 @@ def pca_rotation(embeddings: np.ndarray, center: np.ndarray | None = None) -> np
     for start in range(0, len(embeddings), 65536):  # in float64 a block at a time: no full-size copy
         block = np.asarray(embeddings[start : start + 65536], dtype=np.float64)
         if center is not None:
-            block = block - center
+            block = block - (center[start : start + 65536] if center.ndim == 2 else center)
         gram += block.T @ block
     eigenvalues, eigenvectors = np.linalg.eigh(gram)
     axes = eigenvectors[:, np.argsort(eigenvalues)[::-1]].T
@@ -41,9 +42,13 @@ START_MAPS = (
 )
 
 
-def start_maps(corpus: np.ndarray, names: tuple[str, ...] = START_MAPS) -> dict[str, tuple[np.ndarray | None, np.ndarray | None]]:
+def start_maps(
+    corpus: np.ndarray, names: tuple[str, ...] = START_MAPS, parts: np.ndarray | None = None
+) -> dict[str, tuple[np.ndarray | None, np.ndarray | None]]:
     """name -> (rotation R or None for the identity, centre μ or None) of each named start map, from the corpus;
-    the two centred maps share one pass over the corpus for their axes."""
+    the two centred maps share one pass over the corpus for their axes. With `parts` (each document's part of a
+    partitioned corpus, where queries rank within a part) the centred axes are those of the within-part covariance:
+    the directions that tell apart documents of one part, not the parts themselves (one language from another)."""
     unknown = [n for n in names if n not in START_MAPS]
     if unknown:
         raise InputError(f"start map {unknown[0]!r}: expected one of {list(START_MAPS)}")
@@ -54,14 +59,23 @@ def start_maps(corpus: np.ndarray, names: tuple[str, ...] = START_MAPS) -> dict[
         out["pca"] = (pca_rotation(corpus), None)
     if {"centred_axes", "centred_pca"} & set(names):
         mean = corpus.mean(axis=0, dtype=np.float64)  # accumulated in float64, without a float64 copy
-        axes = pca_rotation(corpus, mean)
+        axes = pca_rotation(corpus, mean if parts is None else part_means(corpus, parts)[parts])
         out["centred_axes"], out["centred_pca"] = (axes, None), (axes, mean.astype(np.float32))
     return {n: out[n] for n in names}
 
 
-def start_map(corpus: np.ndarray, name: str) -> tuple[np.ndarray | None, np.ndarray | None]:
+def start_map(
+    corpus: np.ndarray, name: str, parts: np.ndarray | None = None
+) -> tuple[np.ndarray | None, np.ndarray | None]:
     """(rotation R or None for the identity, centre μ or None) of the named start map, from the corpus."""
-    return start_maps(corpus, (name,))[name]
+    return start_maps(corpus, (name,), parts)[name]
+
+
+def part_means(corpus: np.ndarray, parts: np.ndarray) -> np.ndarray:
+    """(number of parts, d) mean of each part's rows, in float64."""
+    sums = np.zeros((int(parts.max()) + 1, corpus.shape[1]))
+    np.add.at(sums, parts, corpus)
+    return sums / np.bincount(parts, minlength=len(sums))[:, None]
 
 
 def check_embeddings(x: np.ndarray, expected_dim: int, what: str = "embeddings") -> np.ndarray:

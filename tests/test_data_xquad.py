@@ -222,7 +222,7 @@ def test_real_english_file() -> None:
     assert {k: set(v) for k, v in de.split_qrels.items()} == {k: set(v) for k, v in ds.split_qrels.items()}
 
 
-def test_all_languages_as_one_dataset_judge_every_translation_relevant(tmp_path) -> None:
+def test_all_languages_are_the_parts_of_one_dataset_each_judged_in_its_own_language(tmp_path) -> None:
     for lang in LANGUAGES:
         write(tmp_path, lang=lang)
     german = copy.deepcopy(DATA)  # German moves q5's answer to the first sentence of its paragraph
@@ -230,8 +230,25 @@ def test_all_languages_as_one_dataset_judge_every_translation_relevant(tmp_path)
                                                    [("q5", "Was war Bonn?", "Hauptstadt")])
     write(tmp_path, german, lang="de")
     ds = load_dataset_folder("xquad-r-all", tmp_path)
-    assert len(ds.corpus) == 6 * 11 and len(ds.queries) == 4 * 11
+    assert ds.partitioned and len(ds.corpus) == 6 * 11 and len(ds.queries) == 4 * 11
     assert ds.corpus["de/1-0-0"] == "Bonn war die Hauptstadt." and ds.queries["de/q5"] == "Was war Bonn?"
-    answers_q5 = {f"{lang}/1-0-1": 1 for lang in LANGUAGES if lang != "de"} | {"de/1-0-0": 1}
-    assert ds.split_qrels["test"]["en/q5"] == ds.split_qrels["test"]["de/q5"] == answers_q5
+    assert ds.split_qrels["test"]["en/q5"] == {"en/1-0-1": 1} and ds.split_qrels["test"]["de/q5"] == {"de/1-0-0": 1}
     assert set(ds.split_qrels["train"]) == {f"{lang}/{q}" for lang in LANGUAGES for q in ("q1", "q3")}
+
+
+def test_the_union_trains_as_one_partitioned_dataset_and_eval_refuses_it(tmp_path, capsys) -> None:
+    import main
+    from matryoshka_adaptor.eval import main as eval_main
+
+    for lang in LANGUAGES:
+        write(tmp_path, lang=lang)
+    common = [f"--data_root={tmp_path}", "--dataset=xquad-r-all", "--encoder=test_encoders_blackbox:toy_encoder",
+              f"--cache_dir={tmp_path / 'cache'}"]
+    assert main.main([*common, f"--output_dir={tmp_path / 'models'}", "--dims=8,16,48", "--unsup_epochs=1",
+                      "--sup_epochs=1"]) == 0
+    saved = json.loads((tmp_path / "models" / "xquad-r-all_supervised" / "config.json").read_text())["training"]
+    assert saved["partitioned"] is True and saved["n_train_queries"] + saved["n_val_queries"] == 2 * 11
+    fresh = tmp_path / "fresh_cache"
+    assert eval_main([*common, f"--models_dir={tmp_path / 'models'}", "--split=train", f"--cache_dir={fresh}"]) == 2
+    assert "a partitioned dataset ranks each query among its own part's documents" in capsys.readouterr().err
+    assert not fresh.exists()  # refused before anything was encoded

@@ -9,6 +9,7 @@ import pytest
 from matryoshka_adaptor.encoders.cache import (
     CACHE_FORMAT,
     MANIFEST_NAME,
+    EmbeddedDataset,
     Encoder,
     cache_key,
 )
@@ -157,3 +158,16 @@ def test_chunks_hold_texts_longest_first_but_rows_come_back_in_text_order(tmp_pa
     first_chunk = np.load(tmp_path / cache_key("fake", None, texts) / "chunk_00000.npy")
     np.testing.assert_array_equal(first_chunk, FakeModel().encode(["dddd", "ccc"]))
     np.testing.assert_array_equal(fake_encoder(tmp_path, chunk_size=2).encode(texts), got)  # read back in order
+
+
+def test_part_codes_of_a_partitioned_dataset() -> None:
+    vectors = np.zeros((3, 2), np.float32)
+    embedded = EmbeddedDataset("toy", "fake", ["en/d1", "de/d1", "en/d2"], vectors, ["de/q1", "en/q1", "en/q2"], vectors)
+    assert embedded.part_codes() is None  # one collection
+    embedded.partitioned = True
+    codes = embedded.part_codes()
+    assert codes.docs.tolist() == [1, 0, 1] and codes.queries.tolist() == [0, 1, 1]  # parts in sorted order: de, en
+    assert codes.items.tolist() == [0, 0, 1]  # q1 in German and in English is one query
+    embedded.query_ids = ["fr/q1", "en/q1", "en/q2"]
+    with pytest.raises(InputError, match=r"toy: queries of part\(s\) \['fr'\] have no documents"):
+        embedded.part_codes()

@@ -1,7 +1,10 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
 
+from matryoshka_adaptor.encoders.cache import PartCodes
 from matryoshka_adaptor.errors import InputError
 from matryoshka_adaptor.losses import prefix_cosine
 from matryoshka_adaptor.metrics import ndcg_at_k
@@ -121,6 +124,11 @@ def test_split_validation_is_disjoint_and_seeded() -> None:
     assert np.array_equal(va, split_validation(10, 0.2, 1)[1])
     with pytest.raises(InputError, match="too few"):
         split_validation(1, 0.5, 0)
+    items = np.repeat(np.arange(10), 3)  # each query in three languages: held out together
+    tr, va = split_validation(30, 0.2, 1, items)
+    assert len(va) == 6 and not set(items[tr]) & set(items[va])
+    with pytest.raises(InputError, match="too few"):
+        split_validation(4, 0.5, 0, np.zeros(4))
 
 
 def test_config_validation() -> None:
@@ -179,3 +187,32 @@ def test_unsupervised_losses_teach_short_prefixes_the_full_dim_neighbours() -> N
         curves[beta] = [scores[0] for scores in log.probe_ndcg_at_10]  # dim 4, epoch 0 first
     assert curves[0.01][0] < 0.3 and max(curves[0.01]) > curves[0.01][0] + 0.4
     assert max(curves[1.0]) < curves[1.0][0] + 0.05
+
+
+def test_a_partitioned_dataset_ranks_each_query_among_its_own_parts_documents() -> None:
+    """Two parts, the second a near copy of the first (a translation): ranked together, each query's copy of its
+    answer would crowd its top 10; within its part it never appears, in validation, batches or candidates."""
+    docs = np.concatenate([DOCS[:60], DOCS[:60] + 0.01 * RNG.standard_normal((60, 16)).astype(np.float32)])
+    doc_parts = np.repeat([0, 1], 60)
+    qrels = {f"{p}/q{i}": {f"{p}/d{i}": 1} for p in range(2) for i in range(40)}
+    query_index = {q: i for i, q in enumerate(qrels)}
+    doc_index = {f"{p}/d{i}": p * 60 + i for p in range(2) for i in range(60)}
+    codes = PartCodes(doc_parts, np.repeat([0, 1], 40), np.tile(np.arange(40), 2))
+    sup = Supervision.from_qrels(qrels, query_index, np.concatenate([QUERIES, QUERIES]), doc_index, codes)
+    assert sup.parts.tolist() == [0] * 40 + [1] * 40 and sup.subset(np.array([3, 45])).items.tolist() == [3, 5]
+    with pytest.raises(InputError, match="doc_parts"):
+        Trainer(docs, TrainConfig(**CONFIG), "cpu", evidence=sup)
+    trainer = Trainer(docs, TrainConfig(**CONFIG, rank_candidates=16), "cpu", evidence=sup, doc_parts=doc_parts)
+    queries = torch.from_numpy(sup.queries)
+    own = [round(ndcg_at_k(prefix_cosine(queries[:40], torch.from_numpy(DOCS[:60]), m),
+                           SUP.relevance(np.arange(40), torch.arange(60))), 5) for m in (4, 8, 16)]
+    assert trainer.validate(None, sup.subset(np.arange(40))) == own
+    unmasked = Trainer(docs, TrainConfig(**CONFIG), "cpu").validate(None, replace(sup, parts=None))
+    assert all(u < o - 0.1 for u, o in zip(unmasked, own))  # the copies would be scored as misses
+    generator = torch.Generator().manual_seed(0)
+    batches = trainer.query_batches(sup, generator)
+    assert sorted(np.concatenate(batches).tolist()) == list(range(80))
+    assert all(len(set(sup.parts[b].tolist())) == 1 for b in batches)
+    candidates = trainer.candidates(sup.positives(batches[0]), generator, int(sup.parts[batches[0][0]]))
+    assert set(candidates.tolist()) <= set(np.flatnonzero(doc_parts == sup.parts[batches[0][0]]).tolist())
+    assert set(sup.positives(batches[0]).tolist()) <= set(candidates.tolist())

@@ -47,3 +47,11 @@ def test_paired_test_skips_queries_without_a_score_and_needs_two() -> None:
     start = np.array([[0.1, 0.2], [np.nan, np.nan], [0.3, 0.3]])
     assert paired_gain_test(start + 0.1, start, level=0.2, max_dim_drop=0.0).n_queries == 2
     assert not paired_gain_test(start[:1] + 0.5, start[:1], level=0.2, max_dim_drop=0.0).accepted
+
+
+def test_paired_test_counts_a_query_in_many_languages_once() -> None:
+    """Eight translations of five questions are five observations, not forty: the same gains fail again."""
+    gains = np.tile(np.array([0.26, 0.0, 0.13, 0.39, 0.13]), 8)[:, None]
+    clusters = np.tile(np.arange(5), 8)
+    test = paired_gain_test(gains, np.zeros((40, 1)), level=0.01, max_dim_drop=0.005, clusters=clusters)
+    assert not test.accepted and test.n_queries == 5 and abs(test.critical_t - 3.747) < 0.001

@@ -35,6 +35,9 @@ class BeirDataset:
     queries: dict[str, str]
     # split -> qrels held in memory, for datasets not stored as BEIR files; None: read qrels/<split>.tsv
     split_qrels: dict[str, dict[str, dict[str, int]]] | None = None
+    # several collections under one adaptor (xquad-r-all's languages): ids are `<part>/<id>`, and a query is ranked
+    # only among its own part's documents, in training as in use
+    partitioned: bool = False
 
     def qrels_path(self, split: str) -> Path:
         """Where `split`'s qrels come from: qrels/<split>.tsv, or <file>#<split> for in-memory qrels."""
@@ -42,6 +45,16 @@ class BeirDataset:
             return Path(f"{self.folder}#{split}")
         return self.folder / "qrels" / f"{split}.tsv"
 
+
+
+def part_of(item_id: str) -> str:
+    """The part of a partitioned dataset's document or query id (`<part>/<id>`)."""
+    return item_id.split("/", 1)[0]
+
+
+def item_of(item_id: str) -> str:
+    """The id within its part of a partitioned dataset's document or query id (`<part>/<id>`)."""
+    return item_id.split("/", 1)[-1]
 
 
 def resolve_data_root(data_root: str | os.PathLike[str] | None = None) -> Path:

@@ -35,8 +35,11 @@ class Source:
     def name(self) -> str:
         return Path(self.embeddings).name if self.embeddings else self.dataset
 
-    def load(self, split: str) -> tuple[EmbeddedDataset, dict[str, dict[str, int]] | None, Path | None]:
-        """(vectors, qrels of `split` or None when there is no such file, the qrels path)."""
+    def load(
+        self, split: str, one_corpus: bool = False
+    ) -> tuple[EmbeddedDataset, dict[str, dict[str, int]] | None, Path | None]:
+        """(vectors, qrels of `split` or None when there is no such file, the qrels path); `one_corpus`: refuse a
+        partitioned dataset before encoding it (a scorer that ranks every query against the whole corpus)."""
         if self.embeddings:
             embedded = load_embedding_folder(self.embeddings, self.name, self.model, self.id_column, self.vector_column)
             if self.max_docs is not None:
@@ -47,6 +50,11 @@ class Source:
         if self.encoder and self.model != DEFAULT_MODEL:
             raise InputError(f"--encoder={self.encoder} and --model={self.model}: name one base model, not both")
         ds = load_dataset_folder(self.dataset, self.data_root)
+        if one_corpus and ds.partitioned:
+            raise InputError(
+                f"--dataset={ds.name}: a partitioned dataset ranks each query among its own part's documents, which "
+                "one MTEB task cannot; evaluate its parts by name (benchmarks/multilingual.py scores xquad-r-all's per language)"
+            )
         if self.max_docs is not None:
             ds.corpus = dict(list(ds.corpus.items())[: self.max_docs])
         qrels, path = self.dataset_qrels(ds, split)  # before encoding: a bad file fails before minutes of work

@@ -13,9 +13,10 @@ are shared by the 11 parallel files, so every language splits the same questions
 on one language's train questions never sees another language's test questions. The qrels of both splits are held
 in memory (`BeirDataset.split_qrels`); there are no qrels files.
 
-`xquad-r-all` is every language at once, as LAReQA poses it: ids are `<lang>/<id>`, and a question in any language
-is relevant to its answer sentence in all 11 (they are translations of one another), so training on it never
-teaches an adaptor to push a correct answer away for being in another language. Same split by question id.
+`xquad-r-all` is the 11 languages as the parts of one partitioned dataset (BeirDataset.partitioned): ids are
+`<lang>/<id>`, and a question is ranked among its own language's sentences only, with its own language's answer
+relevant: the 11 retrieval tasks of the per-language setting, trained as one, so one adaptor serves every language
+and is chosen on the task it is scored on. Same split by question id.
 """
 
 from __future__ import annotations
@@ -138,17 +139,17 @@ def load_xquad(name: str, data_root: str | os.PathLike[str] | None = None) -> Be
 
 
 def union(datasets: dict[str, BeirDataset], folder: Path, name: str) -> BeirDataset:
-    """Parallel languages as one dataset: ids prefixed `<lang>/`, and each question relevant to its answer
-    sentence in every language that has the question."""
-    corpus = {f"{lang}/{d}": text for lang, ds in datasets.items() for d, text in ds.corpus.items()}
-    queries = {f"{lang}/{q}": text for lang, ds in datasets.items() for q, text in ds.queries.items()}
+    """Languages as the parts of one dataset: every id prefixed `<lang>/`, each language's qrels kept as they are."""
+    def prefixed(lang: str, items: dict[str, Any]) -> dict[str, Any]:
+        return {f"{lang}/{k}": v for k, v in items.items()}
+
     split_qrels: dict[str, dict[str, dict[str, int]]] = {}
-    for split in ("train", "test"):
-        answers: dict[str, dict[str, int]] = {}  # question id -> its answer sentence in each language
-        for lang, ds in datasets.items():
-            for q, docs in (ds.split_qrels or {}).get(split, {}).items():
-                answers.setdefault(q, {}).update({f"{lang}/{d}": y for d, y in docs.items()})
-        qrels = {f"{lang}/{q}": answers[q] for lang, ds in datasets.items() for q in (ds.split_qrels or {}).get(split, {})}
-        if qrels:
-            split_qrels[split] = qrels
-    return BeirDataset(name, folder, corpus, queries, split_qrels=split_qrels)
+    for lang, ds in datasets.items():
+        for split, qrels in (ds.split_qrels or {}).items():
+            split_qrels.setdefault(split, {}).update({q: prefixed(lang, docs) for q, docs in prefixed(lang, qrels).items()})
+    return BeirDataset(
+        name, folder,
+        corpus={i: t for lang, ds in datasets.items() for i, t in prefixed(lang, ds.corpus).items()},
+        queries={i: t for lang, ds in datasets.items() for i, t in prefixed(lang, ds.queries).items()},
+        split_qrels=split_qrels, partitioned=True,
+    )

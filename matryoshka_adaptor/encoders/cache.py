@@ -29,12 +29,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..data import BeirDataset, read_qrels
+from ..data import BeirDataset, item_of, part_of, read_qrels
 from ..atomic import TMP_SUFFIX, write_bytes_atomic
 from ..errors import InputError
 from ..vectors import check_embeddings
@@ -318,6 +318,15 @@ class Encoder:
             self.model.stop_multi_process_pool(pool)
 
 
+class PartCodes(NamedTuple):
+    """A partitioned dataset's structure as ints, by row: documents' parts, queries' parts, and queries' ids within
+    their part (one code for the same query in every part, e.g. one XQuAD-R question in its 11 languages)."""
+
+    docs: np.ndarray
+    queries: np.ndarray
+    items: np.ndarray
+
+
 @dataclass
 class EmbeddedDataset:
     """Documents and queries as ids with their base embeddings (rows in the same order)."""
@@ -331,6 +340,22 @@ class EmbeddedDataset:
     doc_texts: list[str] | None = None  # the texts, when known; MTEB is shown the ids otherwise
     query_texts: list[str] | None = None
     roles: bool = False  # queries and documents were encoded in different roles (a black-box encoder)
+    partitioned: bool = False  # ids are `<part>/<id>`; a query is ranked among its own part's documents only
+
+    def part_codes(self) -> PartCodes | None:
+        """Each document's and query's part, and each query's id within its part, as ints; None for one collection."""
+        if not self.partitioned:
+            return None
+        code = {p: i for i, p in enumerate(sorted({part_of(d) for d in self.doc_ids}))}
+        unknown = sorted({part_of(q) for q in self.query_ids} - code.keys())
+        if unknown:
+            raise InputError(f"{self.name}: queries of part(s) {unknown} have no documents; expected one of {list(code)}")
+        items: dict[str, int] = {}
+        return PartCodes(
+            docs=np.array([code[part_of(d)] for d in self.doc_ids], dtype=np.int64),
+            queries=np.array([code[part_of(q)] for q in self.query_ids], dtype=np.int64),
+            items=np.array([items.setdefault(item_of(q), len(items)) for q in self.query_ids], dtype=np.int64),
+        )
 
     @property
     def doc_index(self) -> dict[str, int]:
@@ -359,4 +384,5 @@ def embed_dataset(dataset: BeirDataset, encoder: Encoder) -> EmbeddedDataset:
         doc_texts=doc_texts,
         query_texts=query_texts,
         roles=encoder.has_roles,
+        partitioned=dataset.partitioned,
     )

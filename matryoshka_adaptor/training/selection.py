@@ -34,7 +34,7 @@ def choose_start(scores: dict[str, list[float]]) -> str:
 class PairedTest:
     """One-sided paired t-test of a new state against its start over the same queries."""
 
-    n_queries: int
+    n_queries: int  # independent observations: the queries, or their clusters
     mean_gain: float  # mean over queries of (new - start) nDCG@10, each averaged over dims
     standard_error: float
     critical_t: float  # the gain must exceed this many standard errors
@@ -42,16 +42,22 @@ class PairedTest:
     accepted: bool
 
 
-def paired_gain_test(new: np.ndarray, start: np.ndarray, level: float, max_dim_drop: float) -> PairedTest:
+def paired_gain_test(
+    new: np.ndarray, start: np.ndarray, level: float, max_dim_drop: float, clusters: np.ndarray | None = None
+) -> PairedTest:
     """Accept `new` over `start` ((queries, dims) per-query nDCG@10, NaN rows skipped) when the mean gain (each
     query's averaged over dims) is significantly above 0 at the one-sided `level` of a paired t-test, and no dim's
-    mean gain is below -max_dim_drop."""
+    mean gain is below -max_dim_drop. `clusters` (per query): queries that are not independent (one question in
+    several languages) are averaged into one observation first, so n counts clusters."""
     keep = ~(np.isnan(new).any(axis=1) | np.isnan(start).any(axis=1))
     diff = new[keep] - start[keep]
-    n = len(diff)
+    per_query = diff.mean(axis=1)
+    if clusters is not None:
+        codes, inverse = np.unique(clusters[keep], return_inverse=True)
+        per_query = np.bincount(inverse, weights=per_query, minlength=len(codes)) / np.bincount(inverse, minlength=len(codes))
+    n = len(per_query)
     if n < 2:
         return PairedTest(n, float("nan"), float("nan"), float("nan"), float("nan"), False)
-    per_query = diff.mean(axis=1)
     mean, se = float(per_query.mean()), float(per_query.std(ddof=1) / math.sqrt(n))
     critical = float(student_t.ppf(1.0 - level, n - 1))
     worst = float(diff.mean(axis=0).min())

@@ -1,0 +1,23 @@
+import numpy as np
+
+from matryoshka_adaptor.vectors import part_means, pca_rotation, start_maps
+
+
+def test_within_part_axes_ignore_what_tells_the_parts_apart() -> None:
+    """Two parts (two languages) offset along coordinate 0; inside each, documents differ most along coordinate 1.
+    Pooled centring puts the offset first; centring each part on its own mean puts coordinate 1 first."""
+    rng = np.random.default_rng(0)
+    docs = rng.standard_normal((400, 4)) * np.array([0.1, 1.0, 0.3, 0.2])
+    parts = np.repeat([0, 1], 200)
+    docs[parts == 1, 0] += 5.0
+    pooled = start_maps(docs.astype(np.float32))["centred_axes"][0]
+    within, centre = start_maps(docs.astype(np.float32), parts=parts)["centred_axes"]
+    assert abs(pooled[0, 0]) > 0.99 and abs(within[0, 1]) > 0.99 and centre is None
+    assert np.allclose(part_means(docs, parts), [docs[:200].mean(0), docs[200:].mean(0)])
+
+
+def test_a_centre_per_row_is_applied_block_by_block() -> None:
+    rng = np.random.default_rng(1)
+    docs = rng.standard_normal((70_000, 3)).astype(np.float32)  # more rows than one block of 65,536
+    centres = np.where(np.arange(70_000)[:, None] < 66_000, 0.0, 3.0) * np.ones(3)
+    assert np.allclose(pca_rotation(docs, centres), pca_rotation((docs - centres).astype(np.float32), np.zeros(3)), atol=1e-5)
