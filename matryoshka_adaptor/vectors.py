@@ -12,10 +12,10 @@ def unit_rows(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
-def pca_rotation(embeddings: np.ndarray, center: np.ndarray | None = None) -> np.ndarray:
+def pca_rotation(embeddings: np.ndarray, center: np.ndarray | None = None, parts: np.ndarray | None = None) -> np.ndarray:
     """Orthogonal (d, d) matrix whose rows are the principal axes of the embeddings, largest first: of their
-    second moment (uncentred) by default, of their covariance with `center` = their mean; `center` may also be one
-    row per embedding (each part's mean: the within-part covariance).
+    second moment (uncentred) by default, of their covariance with `center` = their mean; with `parts` (each
+    embedding's part) `center` holds one row per part (each part's mean: the within-part covariance).
 
     The matrix is a pure rotation either way; only subtracting a centre from the vectors changes cosines. Each
     axis' sign is fixed (largest coordinate positive) so that the same embeddings always give the same matrix.
@@ -25,7 +25,7 @@ def pca_rotation(embeddings: np.ndarray, center: np.ndarray | None = None) -> np
     for start in range(0, len(embeddings), 65536):  # in float64 a block at a time: no full-size copy
         block = np.asarray(embeddings[start : start + 65536], dtype=np.float64)
         if center is not None:
-            block = block - (center[start : start + 65536] if center.ndim == 2 else center)
+            block = block - (center if parts is None else center[parts[start : start + 65536]])
         gram += block.T @ block
     eigenvalues, eigenvectors = np.linalg.eigh(gram)
     axes = eigenvectors[:, np.argsort(eigenvalues)[::-1]].T
@@ -59,7 +59,7 @@ def start_maps(
         out["pca"] = (pca_rotation(corpus), None)
     if {"centred_axes", "centred_pca"} & set(names):
         mean = corpus.mean(axis=0, dtype=np.float64)  # accumulated in float64, without a float64 copy
-        axes = pca_rotation(corpus, mean if parts is None else part_means(corpus, parts)[parts])
+        axes = pca_rotation(corpus, mean) if parts is None else pca_rotation(corpus, part_means(corpus, parts), parts)
         out["centred_axes"], out["centred_pca"] = (axes, None), (axes, mean.astype(np.float32))
     return {n: out[n] for n in names}
 

@@ -16,8 +16,10 @@ def test_within_part_axes_ignore_what_tells_the_parts_apart() -> None:
     assert np.allclose(part_means(docs, parts), [docs[:200].mean(0), docs[200:].mean(0)])
 
 
-def test_a_centre_per_row_is_applied_block_by_block() -> None:
+def test_a_centre_per_part_is_applied_block_by_block() -> None:
     rng = np.random.default_rng(1)
     docs = rng.standard_normal((70_000, 3)).astype(np.float32)  # more rows than one block of 65,536
-    centres = np.where(np.arange(70_000)[:, None] < 66_000, 0.0, 3.0) * np.ones(3)
-    assert np.allclose(pca_rotation(docs, centres), pca_rotation((docs - centres).astype(np.float32), np.zeros(3)), atol=1e-5)
+    parts = (np.arange(70_000) >= 66_000).astype(np.int64)  # the second part straddles the block boundary
+    centres = np.array([[0.0] * 3, [3.0] * 3])
+    centred = (docs - centres[parts]).astype(np.float32)
+    assert np.allclose(pca_rotation(docs, centres, parts), pca_rotation(centred, np.zeros(3)), atol=1e-5)
