@@ -31,6 +31,15 @@ def test_centred_axes_order_coordinates_by_variance() -> None:
     assert np.all(np.diff(variances) <= 1e-6)
 
 
+def test_parts_make_the_centred_axes_within_part() -> None:
+    parts = np.repeat([0, 1], 20)
+    shifted = X + 4.0 * parts[:, None] * np.eye(6, dtype=np.float32)[0]  # the parts differ along coordinate 0
+    part_centred = shifted - np.stack([shifted[parts == p].mean(0) for p in (0, 1)])[parts]
+    within = StartMap(shifted, "centred_axes", parts).rotation
+    np.testing.assert_allclose(within, StartMap(part_centred, "centred_axes").rotation, atol=1e-5)
+    assert abs(StartMap(shifted, "centred_axes").rotation[0, 0]) > 0.9 > abs(within[0, 0])
+
+
 def test_truncation_keeps_the_prefix() -> None:
     y = StartMap(X, "none").transform(X, 2)
     np.testing.assert_allclose(y, X[:, :2] / np.linalg.norm(X[:, :2], axis=1, keepdims=True), atol=1e-6)
