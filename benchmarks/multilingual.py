@@ -36,7 +36,7 @@ import numpy as np  # noqa: E402
 from benchmarks.suite import adaptor_scores, baseline_scores, ints, mean_std, model_tag, train_adaptors  # noqa: E402
 from matryoshka_adaptor.baselines import StartMap  # noqa: E402
 from matryoshka_adaptor.errors import InputError, run_command  # noqa: E402
-from matryoshka_adaptor.eval import ADAPTOR_STAGES, evaluate, pyplot, save_figure, write_json_atomic  # noqa: E402
+from matryoshka_adaptor.eval import ADAPTOR_STAGES, Transform, evaluate, pyplot, save_figure, write_json_atomic  # noqa: E402
 from matryoshka_adaptor.losses import default_dims  # noqa: E402
 from matryoshka_adaptor.data.sources import Source  # noqa: E402
 from matryoshka_adaptor.data.xquad import ALL, LANGUAGES, PREFIX  # noqa: E402
@@ -67,7 +67,7 @@ def summarise(per_seed: list[dict[str, dict[int, float]]], dims: tuple[int, ...]
     return {s: mean_std([run[s] for run in per_seed], dims) for s in ADAPTOR_STAGES}
 
 
-def union_rotation(args: argparse.Namespace) -> Any:
+def union_rotation(args: argparse.Namespace) -> Transform:
     """transform(x, dim) of the within-language centred axes of every language's sentences: the map the union
     adaptor starts from (its training-free counterpart, one rotation shared by all languages, as the adaptor is)."""
     embedded, _, _ = Source(dataset=f"{PREFIX}{ALL}", data_root=args.xquad_root, encoder=args.encoder).load("train")

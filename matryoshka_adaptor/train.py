@@ -601,7 +601,7 @@ class Trainer:
         n_anchors = len(self.anchors)
         if train is not None:
             query_emb = torch.from_numpy(train.queries).to(self.device)
-            batches = self.query_batches(train, generator)
+            batches, parts = self.query_batches(train, generator), self.parts_of(train)
         else:
             perm = torch.randperm(n_anchors, generator=generator)
             batches = [perm[i : i + c.unsup_batch_size] for i in range(0, n_anchors, c.unsup_batch_size)]
@@ -610,7 +610,6 @@ class Trainer:
         for batch in tqdm(batches, desc=desc, leave=False, disable=not self.world.is_main):
             if train is not None:
                 anchors = torch.randint(n_anchors, (c.unsup_batch_size,), generator=generator).to(self.device)
-                parts = self.parts_of(train)
                 candidates = self.candidates(train.positives(batch), generator, int(parts[batch[0]]) if parts is not None else None)
                 lo, hi = self.world.share(len(batch))
                 local = batch[lo:hi]
