@@ -23,27 +23,36 @@ from pathlib import Path
 
 sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch.nn.utils.parametrizations import orthogonal  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
 import main as train_entry  # noqa: E402
-from benchmarks.suite import data_root, ints  # noqa: E402
+from benchmarks.suite import data_root, ints, mean_std  # noqa: E402
 from matryoshka_adaptor.data import DATA_ROOT_ENV  # noqa: E402
+from matryoshka_adaptor.encoders import EmbeddedDataset  # noqa: E402
 from matryoshka_adaptor.errors import run_command  # noqa: E402
 from matryoshka_adaptor.eval import write_json_atomic  # noqa: E402
 from matryoshka_adaptor.losses import rank_loss  # noqa: E402
 from matryoshka_adaptor.train import Supervision, Trainer, seed_everything  # noqa: E402
 
 
-def learn(name: str, root: str, seed: int, epochs: int, lr: float) -> dict[str, list[list[float]]]:
-    """Per epoch (0 = the centred-axes rotation), per dim: training queries' and probes' nDCG@10 of Q·R."""
-    run, config = train_entry.parse_args([f"--dataset={name}", f"--data_root={root}", f"--seed={seed}", "--input_rotation=centred_axes"])
+def learn(name: str, root: str, seeds: list[int], epochs: int, lr: float) -> list[dict[str, list[list[float]]]]:
+    """Per seed, per epoch (0 = the centred-axes rotation), per dim: training queries' and probes' nDCG@10 of Q·R;
+    the collection is read once for all seeds."""
+    run, _ = train_entry.parse_args([f"--dataset={name}", f"--data_root={root}"])
     embedded, qrels, _ = train_entry.source_of(run).load("train")
-    seed_everything(seed)
     queries = Supervision.from_qrels(qrels, embedded.query_index, embedded.query_embeddings, embedded.doc_index)
-    trainer = Trainer(embedded.doc_embeddings, config, run["device"])
+    return [learn_seed(embedded, queries, run["device"], seed, epochs, lr) for seed in seeds]
+
+
+def learn_seed(
+    embedded: EmbeddedDataset, queries: Supervision, device: str, seed: int, epochs: int, lr: float
+) -> dict[str, list[list[float]]]:
+    """One seed of `learn`: the anchors, neighbours and probes of `main.py --seed=N`, then Q trained from I."""
+    _, config = train_entry.parse_args([f"--dataset={embedded.name}", f"--seed={seed}", "--input_rotation=centred_axes"])
+    seed_everything(seed)
+    trainer = Trainer(embedded.doc_embeddings, config, device)
     adaptor = trainer.new_adaptor(embedded.base_model, {})
     start = adaptor.rotation.clone()
     z = adaptor.rotate(trainer.corpus)
@@ -61,7 +70,7 @@ def learn(name: str, root: str, seed: int, epochs: int, lr: float) -> dict[str, 
         log["probes"].append(trainer.validate(adaptor, trainer.probes))
 
     score()
-    for _ in tqdm(range(epochs), desc=f"{name} seed {seed}", leave=False):
+    for _ in tqdm(range(epochs), desc=f"{embedded.name} seed {seed}", leave=False):
         for batch in torch.randperm(len(trainer.anchors), generator=generator).split(config.unsup_batch_size):
             anchors, neighbors = trainer.anchors[batch], trainer.neighbors[batch]
             rows, inverse = torch.unique(torch.cat([anchors, neighbors.flatten()]), return_inverse=True)
@@ -80,9 +89,9 @@ def learn(name: str, root: str, seed: int, epochs: int, lr: float) -> dict[str, 
 
 def summary(runs: list[dict[str, list[list[float]]]], key: str, epoch: int) -> dict[str, dict[str, float]]:
     """Mean ± std over seeds of the gain over the start at `epoch`, per dim."""
-    gains = np.array([np.array(r[key][epoch]) - np.array(r[key][0]) for r in runs])
-    return {str(d): {"mean": round(float(m), 4), "std": round(float(s), 4)}
-            for d, m, s in zip(runs[0]["dims"], gains.mean(0), gains.std(0, ddof=1) if len(runs) > 1 else np.zeros(len(runs[0]["dims"])))}
+    dims = tuple(runs[0]["dims"])
+    gains = [{d: after - before for d, after, before in zip(dims, r[key][epoch], r[key][0])} for r in runs]
+    return mean_std(gains, dims)
 
 
 def main(argv: list[str]) -> int:
@@ -99,7 +108,7 @@ def main(argv: list[str]) -> int:
     def action() -> None:
         begin, out = time.perf_counter(), {}
         for name in args.collections.split(","):
-            runs = [learn(name, data_root(name, args), s, args.epochs, args.lr) for s in ints(args.seeds)]
+            runs = learn(name, data_root(name, args), ints(args.seeds), args.epochs, args.lr)
             out[name] = {
                 "dims": runs[0]["dims"],
                 "start_train_queries": runs[0]["train_queries"][0],
