@@ -2,7 +2,7 @@
 
     python benchmarks/suite.py [--collections=scifact,cacm,medline,xquad-r-en] [--seeds=1,2,3,4,5]
         [--beir_root=../shared/data/beir] [--xquad_root=../shared/data] [--whitebox=scifact] [--whitebox_seeds=...]
-        [--model=NAME | --encoder=SPEC]
+        [--model=NAME | --encoder=SPEC] [--train_args='--key=value ...']
 
 For each collection and seed it trains both stages exactly as `python main.py --dataset=NAME --seed=N` does (train
 qrels only; the test qrels are opened here, after training, to score), then scores with MTEB nDCG@10 on the test
@@ -14,7 +14,8 @@ adaptors already trained by the same config in --work_dir are reused (pass --fre
 Writes results/suite.json (per seed and mean ± std), plots/suite.png (one panel per collection, mean with a std
 band) and prints the tables. Another base model (`--model=sentence-transformers/all-mpnet-base-v2`, set up offline by
 benchmarks/setup_models.py, or a black-box `--encoder`) writes results/suite_<model>.json and plots/suite_<model>.png,
-with its own dim ladder and its runs under <work_dir>/<model>/.
+with its own dim ladder and its runs under <work_dir>/<model>/. Settings other than the defaults (`--train_args`, e.g.
+the opt-in '--prefix_rotation=128') tag the files and the runs' folder the same way.
 """
 
 from __future__ import annotations
@@ -65,13 +66,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--whitebox", default=None, help="collections to fine-tune the base model on ('' to skip; default: "
                    "scifact for the default model, none otherwise)")
     p.add_argument("--whitebox_seeds", default=None, help="seeds for the fine-tuning (default: --seeds)")
+    p.add_argument("--train_args", default="", help="main.py settings for every run, space-separated (e.g. "
+                   "'--prefix_rotation=128'); their files and runs get a suffix of them")
     p.add_argument("--work_dir", default=".cache/suite", help="adaptors and fine-tuned models of the suite's runs")
     p.add_argument("--results", default=None, help="default: results/suite.json, results/suite_<model>.json for another model")
     p.add_argument("--plot", default=None, help="default: plots/suite.png, plots/suite_<model>.png for another model")
     p.add_argument("--fresh", action="store_true", help="retrain even where --work_dir holds adaptors of the same config")
     p.add_argument("--replot", action="store_true", help="only redraw --plot from the --results JSON of an earlier run")
     args = p.parse_args(argv)
-    tag = model_tag(args.model, args.encoder)
+    args.train_args = args.train_args.split()
+    tag = "_".join(t for t in (model_tag(args.model, args.encoder), settings_tag(args.train_args)) if t)
     suffix = f"_{tag}" if tag else ""
     args.results = args.results or f"results/suite{suffix}.json"
     args.plot = args.plot or f"plots/suite{suffix}.png"
@@ -88,6 +92,11 @@ def model_tag(model: str, encoder: str | None) -> str:
     if not encoder and model == DEFAULT_MODEL:
         return ""
     return "".join(c if c.isalnum() or c in "-." else "_" for c in (encoder or model.rstrip("/").split("/")[-1]))
+
+
+def settings_tag(train_args: list[str]) -> str:
+    """'' without settings, else a file-name-safe name of them ('--prefix_rotation=128' -> 'prefix_rotation128')."""
+    return "_".join("".join(c for c in a.removeprefix("--") if c.isalnum() or c in "_.") for a in train_args)
 
 
 def ints(text: str) -> list[int]:
@@ -118,14 +127,13 @@ def train_adaptors(name: str, root: str, seed: int, out: Path, fresh: bool, mode
         train_entry.train({**run, "overwrite": True}, config)
         logger.info("%s seed %d: trained in %.0f s", name, seed, time.perf_counter() - start)
     stages = json.loads((folders["supervised"] / CONFIG_NAME).read_text())["training"]
+    refined = stages["start_map"].get("prefix_rotation")  # the opt-in refinement of the start, before the stages
+    logs = ([{"stage": "prefix rotation", **refined, "test": None}] if refined and "seconds" in refined else []) + stages["stages"]
     return {
         "folders": folders,
         "start_map": stages["start_map"]["chosen"],
-        "stages": [
-            {k: log[k] for k in ("stage", "best_epoch", "epochs_run", "stopped", "seconds", "test")}
-            for log in stages["stages"]
-        ],
-        "train_seconds": round(sum(log["seconds"] for log in stages["stages"]), 1),
+        "stages": [{k: log[k] for k in ("stage", "best_epoch", "epochs_run", "stopped", "seconds", "test")} for log in logs],
+        "train_seconds": round(sum(log["seconds"] for log in logs), 1),
     }
 
 
@@ -222,7 +230,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         loaded[name] = (embedded, test_qrels, fixed["base"])
         runs, per_seed = [], {m: [] for m in METHODS}
         for seed in seeds:
-            trained = train_adaptors(name, root, seed, work / f"seed{seed}", args.fresh, base_model_args(args))
+            trained = train_adaptors(name, root, seed, work / f"seed{seed}", args.fresh, base_model_args(args) + args.train_args)
             folders = trained.pop("folders")
             scores = {**fixed, **adaptor_scores(embedded, test_qrels, folders, dims)}
             for m in METHODS:

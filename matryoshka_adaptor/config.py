@@ -29,7 +29,9 @@ class AdaptorConfig:
     hidden_dim: int = 512  # width of f's hidden layers
     num_hidden_layers: int = 1  # f = Linear -> act -> (Linear -> act) x (n-1) -> Linear
     activation: str = "relu"
-    input_rotation: str = "centred_axes"  # the start map z = R·(ce − μ), one of vectors.START_MAPS
+    # the start map z = R·(ce − μ), one of vectors.START_MAPS; R's first coordinates are mixed further when
+    # training["config"]["prefix_rotation"] > 0 (training/prefix_rotation.py): the weights hold R as trained
+    input_rotation: str = "centred_axes"
     training: dict[str, Any] = field(default_factory=dict)  # losses, hyperparameters, dataset, seed, scores
 
     def __post_init__(self) -> None:

@@ -144,3 +144,19 @@ def rank_loss(
         per_query = pair_loss_.sum(dim=(1, 2)) / n_pos
         per_dim.append(per_query.mean())
     return torch.stack(per_dim) @ weights.to(queries.device)
+
+
+def neighbor_rank_loss(
+    adapted: torch.Tensor,
+    anchors: torch.Tensor,
+    neighbors: torch.Tensor,
+    dims: Sequence[int],
+    weights: torch.Tensor,
+    temperature: float,
+) -> torch.Tensor:
+    """L_rank with documents as queries: each anchor row of `adapted` (n, d) ranks itself and its neighbour rows
+    above every other row, at each dim. anchors (b,) and neighbors (b, k) are row indices into `adapted`."""
+    relevance = torch.zeros((len(anchors), len(adapted)), device=adapted.device)
+    relevance.scatter_(1, neighbors, 1.0)
+    relevance[torch.arange(len(anchors), device=adapted.device), anchors] = 1.0
+    return rank_loss(adapted[anchors], adapted, relevance, dims, weights, temperature)

@@ -38,6 +38,7 @@ from .encoders.cache import PartCodes
 from .model import AdaptorConfig, MatryoshkaAdaptor
 from .metrics import ndcg_per_query
 from .training.neighbors import choose_method, mine_neighbors
+from .training.prefix_rotation import refine_start
 from .training.selection import choose_start, paired_gain_test
 from .vectors import START_MAPS, start_map, start_maps
 
@@ -58,6 +59,10 @@ class TrainConfig:
     num_hidden_layers: int = 1  # f = Linear -> act -> (Linear -> act) x (n-1) -> Linear, last layer zero at start
     activation: str = "relu"  # 'relu', 'gelu' or 'tanh'; ReLU exports exactly to Sentence-Transformers
     input_rotation: str = "auto"  # start map, one of vectors.START_MAPS; 'auto': the best on training queries
+    # opt-in: mix the start map's first this-many coordinates (a Matryoshka dim) by a learned rotation, each anchor
+    # ranking its corpus neighbours first at every dim up to it; larger prefixes keep the start's cosines exactly
+    # (training/prefix_rotation.py; the README gives what it gained, on training queries and on test)
+    prefix_rotation: int = 0  # 0: off; else the block of leading coordinates to mix (comment above)
     # loss weights (paper: alpha = beta = gamma = 1)
     alpha: float = 1.0  # L_pair
     beta: float = 1.0  # L_rec
@@ -100,9 +105,9 @@ class TrainConfig:
         if self.input_rotation not in ("auto", *START_MAPS):
             raise InputError(f"input_rotation {self.input_rotation!r}: expected 'auto' or one of {list(START_MAPS)}")
         for name in ("unsup_epochs", "sup_epochs", "unsup_batch_size", "sup_batch_size", "topk", "patience",
-                     "rank_candidates", "train_corpus_size", "probe_docs"):
+                     "rank_candidates", "train_corpus_size", "probe_docs", "prefix_rotation"):
             value = getattr(self, name)
-            if value is not None and value < (0 if name.endswith(("epochs", "docs")) else 1):
+            if value is not None and value < (0 if name.endswith(("epochs", "docs", "rotation")) else 1):
                 raise InputError(f"{name} {value}: expected a positive int")
 
 
@@ -355,15 +360,19 @@ class Trainer:
     def new_adaptor(
         self, base_model: str, provenance: dict[str, Any], encoder_roles: str = "shared"
     ) -> MatryoshkaAdaptor:
-        """A fresh adaptor at the chosen start map; its config records the base model (name, role handling, width),
-        the training config and how the start was chosen."""
+        """A fresh adaptor at the chosen start map (refined by training/prefix_rotation.py when prefix_rotation is
+        set); its config records the base model (name, role handling, width), the training config and how the start
+        was chosen."""
         training = {
             "config": {**asdict(self.config), "dims": list(self.dims)},
             "start_map": {"chosen": self.start, "train_query_ndcg_at_10": self.start_scores},
             **provenance,
         }
         config = self.adaptor_config(self.start, base_model, training, encoder_roles)
-        return MatryoshkaAdaptor(config, self.rotation, self.center).to(self.device)
+        adaptor = MatryoshkaAdaptor(config, self.rotation, self.center).to(self.device)
+        if self.config.prefix_rotation:
+            training["start_map"]["prefix_rotation"] = refine_start(self, adaptor)
+        return adaptor
 
     # -- losses -----------------------------------------------------------------------------------------------
     def step_loss(

@@ -9,6 +9,7 @@ from matryoshka_adaptor.errors import InputError
 from matryoshka_adaptor.losses import (
     default_dims,
     dim_weights,
+    neighbor_rank_loss,
     pair_loss,
     prefix_cosine,
     rank_loss,
@@ -196,3 +197,14 @@ def test_pair_loss_of_shares_against_all_columns_averages_to_the_whole() -> None
     shares = [(0, 5), (5, len(X))]
     parts = [pair_loss(X[a:b], adapted[a:b], [3, 8], W2, X, adapted, offset=a) * (b - a) / len(X) for a, b in shares]
     assert sum(parts) == pytest.approx(float(whole), rel=1e-6)
+
+
+def test_neighbor_rank_loss_is_rank_loss_with_each_anchor_as_the_query() -> None:
+    anchors, neighbors = torch.tensor([0, 3]), torch.tensor([[1], [4]])
+    relevance = torch.zeros(2, 6)
+    relevance[0, [0, 1]] = relevance[1, [3, 4]] = 1.0
+    expected = rank_loss(X[anchors], X, relevance, [2, 8], W2, 0.1)
+    assert neighbor_rank_loss(X, anchors, neighbors, [2, 8], W2, 0.1) == pytest.approx(expected.item(), rel=1e-6)
+    moved = X.clone()
+    moved[1] = X[0]  # anchor 0's neighbour now coincides with it: ranked first at every dim, a lower loss
+    assert neighbor_rank_loss(moved, anchors, neighbors, [2, 8], W2, 0.1) < neighbor_rank_loss(X, anchors, neighbors, [2, 8], W2, 0.1)

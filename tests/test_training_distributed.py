@@ -94,7 +94,7 @@ def test_shares_cover_a_batch_in_order() -> None:
 def run_main(folder: Path, out: Path, processes: int) -> MatryoshkaAdaptor:
     args = [f"--embeddings={folder}", f"--qrels={folder / 'qrels.tsv'}", f"--output_dir={out}", "--threads=1",
             "--hidden_dim=32", "--unsup_epochs=2", "--sup_epochs=2", "--unsup_batch_size=100", "--sup_batch_size=32",
-            "--max_dim_drop=1.0", "--rank_candidates=300"]
+            "--max_dim_drop=1.0", "--rank_candidates=300", "--prefix_rotation=16"]
     launcher = [sys.executable, "main.py"] if processes == 1 else [
         sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={processes}", f"--master_port={free_port()}", "main.py"]
     result = subprocess.run(launcher + args, cwd=ROOT, capture_output=True, text=True, timeout=300)
@@ -110,6 +110,9 @@ def test_torchrun_two_processes_match_one(folder: Path, tmp_path: Path) -> None:
     one, two = run_main(folder, tmp_path / "one", 1), run_main(folder, tmp_path / "two", 2)
     assert two.config.training["processes"] == 2
     assert one.config.training["stages"][-1]["best_epoch"] >= 1  # training moved the adaptor
+    refined = [a.config.training["start_map"]["prefix_rotation"] for a in (one, two)]
+    assert refined[0]["epochs_run"] == refined[1]["epochs_run"] == 2 and refined[0]["best_epoch"] == refined[1]["best_epoch"]
+    torch.testing.assert_close(two.rotation, one.rotation, atol=1e-5, rtol=0)  # the refined start, on every process
     for a, b in zip(one.config.training["stages"], two.config.training["stages"]):
         assert a["epochs_run"] == b["epochs_run"] and a["best_epoch"] == b["best_epoch"]
         np.testing.assert_allclose(b["loss"], a["loss"], rtol=1e-4)

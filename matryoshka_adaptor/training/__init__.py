@@ -1,3 +1,3 @@
 """What train.py's stages stand on: choices from training-time evidence (selection.py), corpus-wide neighbour
-mining for L_topk (neighbors.py), per-epoch checkpoints for --resume (checkpoint.py) and multi-process training
-(distributed.py)."""
+mining for L_topk (neighbors.py), the opt-in learned refinement of the start map (prefix_rotation.py), per-epoch
+checkpoints for --resume (checkpoint.py) and multi-process training (distributed.py)."""

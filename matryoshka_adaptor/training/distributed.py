@@ -51,6 +51,12 @@ class World:
         dist.all_reduce(t)
         return float(t.item()) / self.size
 
+    def broadcast_(self, x: torch.Tensor) -> torch.Tensor:
+        """`x` replaced in place by the first process's copy (every process then holds the same tensor)."""
+        if self.size > 1:
+            dist.broadcast(x, src=0)
+        return x
+
     def barrier(self) -> None:
         if self.size > 1:
             dist.barrier()
