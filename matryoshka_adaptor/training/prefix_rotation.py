@@ -59,7 +59,8 @@ class PrefixRotation(torch.nn.Module):
 def refine_start(trainer: Trainer, adaptor: MatryoshkaAdaptor) -> dict[str, Any]:
     """Replace the adaptor's start rotation R by Q·R with Q = PrefixRotation(d, prefix_rotation) trained on the
     trainer's anchors and neighbours until the criterion stops improving for `patience` epochs; the best epoch is
-    kept. Returns the log recorded in the adaptor's config. A resumed run (main.py --resume) computes it again, to the
+    kept if it passes the paired test on the training queries (the module's docstring). Returns the log recorded in
+    the adaptor's config. A resumed run (main.py --resume) computes it again, to the
     same Q since it is seeded, before its checkpoint's state replaces the adaptor's."""
     c = trainer.config
     block, width = c.prefix_rotation, adaptor.config.input_dim
