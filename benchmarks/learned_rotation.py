@@ -7,9 +7,9 @@ exists among rotations, which keep every full-dim cosine by construction (no los
 collection and seed it starts from the centred-axes rotation R, as `main.py --seed=N` does for its anchors and their
 k = 10 corpus neighbours (`Trainer`), and learns an orthogonal Q (torch's orthogonal parametrisation, starting at the
 identity) under one of two corpus-only objectives:
-- 'rank': each anchor ranks its full-dim neighbours first at every prefix: `losses.neighbor_rank_loss`, L_rank with
-  each anchor as the query, its neighbours (and itself) relevant, and the batch's other anchors and neighbours as
-  negatives;
+- 'rank': each anchor ranks its full-dim neighbours first at every prefix (`prefix_rotation.anchor_rank_loss`:
+  L_rank with each anchor as the query, its neighbours and itself relevant, and the batch's other anchors and
+  neighbours as negatives);
 - 'paper': the paper's L_topk + alpha * L_pair, against the start's cosines. Its L_rec is left out: it is there to keep
   the full-dim vectors near the start's, and an orthogonal map keeps every full-dim cosine exactly, so this asks
   whether the paper's terms, free of the L_rec that holds the MLP at its start, find a better rotation.
@@ -40,9 +40,9 @@ from matryoshka_adaptor.data import DATA_ROOT_ENV  # noqa: E402
 from matryoshka_adaptor.encoders import EmbeddedDataset  # noqa: E402
 from matryoshka_adaptor.errors import InputError, run_command  # noqa: E402
 from matryoshka_adaptor.eval import write_json_atomic  # noqa: E402
-from matryoshka_adaptor.losses import dim_weights, neighbor_rank_loss, pair_loss, topk_loss  # noqa: E402
+from matryoshka_adaptor.losses import dim_weights, pair_loss, topk_loss  # noqa: E402
 from matryoshka_adaptor.train import Supervision, Trainer, seed_everything  # noqa: E402
-from matryoshka_adaptor.training.prefix_rotation import PrefixRotation  # noqa: E402
+from matryoshka_adaptor.training.prefix_rotation import PrefixRotation, anchor_rank_loss  # noqa: E402
 
 
 OBJECTIVES = ("rank", "paper")
@@ -60,20 +60,17 @@ def learn(
 
 
 def anchor_loss(
-    q: PrefixRotation, z: torch.Tensor, anchors: torch.Tensor, neighbors: torch.Tensor, trainer: Trainer, objective: str
+    q: PrefixRotation, z: torch.Tensor, anchors: torch.Tensor, neighbors: torch.Tensor, trainer: Trainer, objective: str,
+    dims: list[int], weights: torch.Tensor,
 ) -> torch.Tensor:
     """The objective on one batch of anchors (b,) and their corpus neighbours (b, k), rows of the start map's z, over
-    the dims up to the block (the larger ones cannot change)."""
+    `dims`, those up to the block (the larger ones cannot change)."""
     c = trainer.config
-    dims = [m for m in trainer.dims if m <= q.block]
-    weights = dim_weights(dims, c.dim_weighting).to(z.device)
     if objective == "paper":
         za, zn = z[anchors], z[neighbors]
         qa, qn = q(za), q(zn.flatten(0, 1)).view(zn.shape)
         return topk_loss(za, qa, zn, qn, dims, weights) + c.alpha * pair_loss(za, qa, dims, weights)
-    rows, inverse = torch.unique(torch.cat([anchors, neighbors.flatten()]), return_inverse=True)
-    own, theirs = inverse[: len(anchors)], inverse[len(anchors) :].view(neighbors.shape)
-    return neighbor_rank_loss(q(z[rows]), own, theirs, dims, weights, c.rank_temperature)
+    return anchor_rank_loss(q, z, anchors, neighbors, dims, weights, c.rank_temperature)
 
 
 def learn_seed(
@@ -90,6 +87,8 @@ def learn_seed(
     if block and not trainer.dims[0] < block <= z.shape[1]:
         raise InputError(f"--block={block}: expected a width above the smallest dim {trainer.dims[0]}, at most {z.shape[1]}")
     q = PrefixRotation(z.shape[1], block or z.shape[1], z.device)
+    dims = [m for m in trainer.dims if m <= q.block]
+    weights = dim_weights(dims, config.dim_weighting).to(z.device)
     optimizer = torch.optim.Adam(q.parameters(), lr=lr)
     generator = torch.Generator().manual_seed(seed)
     log: dict[str, list] = {"train_queries": [], "probes": [], "loss": []}
@@ -98,7 +97,7 @@ def learn_seed(
         with torch.no_grad():
             adaptor.rotation.copy_(q.matrix() @ start)
             batches = torch.arange(len(trainer.anchors)).split(config.unsup_batch_size)
-            loss = sum(anchor_loss(q, z, trainer.anchors[b], trainer.neighbors[b], trainer, objective) * len(b) for b in batches)
+            loss = sum(anchor_loss(q, z, trainer.anchors[b], trainer.neighbors[b], trainer, objective, dims, weights) * len(b) for b in batches)
         log["loss"].append(round(float(loss) / len(trainer.anchors), 6))  # the objective over all anchors, this epoch's Q
         log["train_queries"].append(trainer.validate(adaptor, queries))
         log["probes"].append(trainer.validate(adaptor, trainer.probes))
@@ -106,7 +105,7 @@ def learn_seed(
     score()
     for _ in tqdm(range(epochs), desc=f"{embedded.name} seed {seed}", leave=False):
         for batch in torch.randperm(len(trainer.anchors), generator=generator).split(config.unsup_batch_size):
-            loss = anchor_loss(q, z, trainer.anchors[batch], trainer.neighbors[batch], trainer, objective)
+            loss = anchor_loss(q, z, trainer.anchors[batch], trainer.neighbors[batch], trainer, objective, dims, weights)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()

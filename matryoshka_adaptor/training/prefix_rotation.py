@@ -56,6 +56,22 @@ class PrefixRotation(torch.nn.Module):
         return m
 
 
+def anchor_rank_loss(
+    q: torch.nn.Module,
+    z: torch.Tensor,
+    anchors: torch.Tensor,
+    neighbors: torch.Tensor,
+    dims: list[int],
+    weights: torch.Tensor,
+    temperature: float,
+) -> torch.Tensor:
+    """losses.neighbor_rank_loss of a batch of anchors (b,) and their corpus neighbours (b, k), rows of z, mapped by q:
+    each distinct row once, the batch's other anchors and neighbours the negatives."""
+    rows, inverse = torch.unique(torch.cat([anchors, neighbors.flatten()]), return_inverse=True)
+    own, theirs = inverse[: len(anchors)], inverse[len(anchors) :].view(neighbors.shape)
+    return neighbor_rank_loss(q(z[rows]), own, theirs, dims, weights, temperature)
+
+
 def refine_start(trainer: Trainer, adaptor: MatryoshkaAdaptor) -> dict[str, Any]:
     """Replace the adaptor's start rotation R by Q·R with Q = PrefixRotation(d, prefix_rotation) trained on the
     trainer's anchors and neighbours until the criterion stops improving for `patience` epochs; the best epoch is
@@ -96,10 +112,7 @@ def refine_start(trainer: Trainer, adaptor: MatryoshkaAdaptor) -> dict[str, Any]
     for epoch in range(1, c.unsup_epochs + 1):
         total, batches = 0.0, torch.randperm(len(trainer.anchors), generator=generator).split(c.unsup_batch_size)
         for batch in tqdm(batches, desc=f"prefix rotation epoch {epoch}", leave=False, disable=not trainer.world.is_main):
-            anchors, nbr = trainer.anchors[batch], trainer.neighbors[batch]
-            rows, inverse = torch.unique(torch.cat([anchors, nbr.flatten()]), return_inverse=True)
-            own, theirs = inverse[: len(batch)], inverse[len(batch) :].view(nbr.shape)
-            loss = neighbor_rank_loss(q(z[rows]), own, theirs, dims, weights, c.rank_temperature)
+            loss = anchor_rank_loss(q, z, trainer.anchors[batch], trainer.neighbors[batch], dims, weights, c.rank_temperature)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
