@@ -39,7 +39,7 @@ from .model import AdaptorConfig, MatryoshkaAdaptor
 from .metrics import ndcg_per_query
 from .training.neighbors import choose_method, mine_neighbors
 from .training.prefix_rotation import refine_start
-from .training.selection import choose_start, paired_gain_test
+from .training.selection import EpochChoice, choose_start
 from .vectors import START_MAPS, start_map, start_maps
 
 logger = logging.getLogger(__name__)
@@ -475,18 +475,6 @@ class Trainer:
         per_query = self.validate_per_query(adaptor, queries) if queries is not None else None
         return per_query, column_means(per_query) if per_query is not None else [], self.validate(adaptor, probes)
 
-    def selection_score(
-        self, scores: list[float], reference: list[float], probe_scores: list[float], probe_reference: list[float]
-    ) -> float:
-        """Mean over dims of the stage's criterion (the probes when given, else the queries); -inf when some dim
-        of either fell more than max_dim_drop below its reference (do no harm); NaN when there is no criterion."""
-        drop = self.config.max_dim_drop
-        for got, ref in ((scores, reference), (probe_scores, probe_reference)):
-            if any(s < r - drop for s, r in zip(got, ref)):
-                return -float("inf")
-        criterion = probe_scores or scores
-        return float(np.mean(criterion)) if criterion else float("nan")
-
     # -- stages -----------------------------------------------------------------------------------------------
     def run_stage(
         self,
@@ -511,14 +499,13 @@ class Trainer:
         optimizer = torch.optim.AdamW(adaptor.parameters(), lr=lr, weight_decay=c.weight_decay)
         generator = torch.Generator().manual_seed(c.seed + (1 if supervised else 0))
         if resume is not None:
+            if "choice" not in resume:
+                raise InputError("checkpoint written by an earlier version of this package: drop --resume or delete it")
             adaptor.load_state_dict(resume["adaptor"])
             optimizer.load_state_dict(resume["optimizer"])
             generator.set_state(resume["generator"])
             torch.set_rng_state(resume["torch_rng"])
-            log = StageLog(**resume["log"])
-            best_state, best_score, best_per_query, start = (
-                resume["best_state"], resume["best_score"], resume["best_per_query"], resume["start"],
-            )
+            log, choice = StageLog(**resume["log"]), EpochChoice(**resume["choice"])
             first_epoch = resume["epoch"] + 1
         else:
             log = StageLog(stage, criterion="held-out training queries" if supervised else "probe documents' neighbours")
@@ -526,23 +513,14 @@ class Trainer:
             log.val_ndcg_at_10.append(scores)
             log.probe_ndcg_at_10.append(probe_scores)
             log.base_ndcg_at_10 = self.validate(None, queries)
-            # do no harm: an epoch counts only if every dim is about as good as both the start and the base model
-            start = {
-                "state": copy.deepcopy(adaptor.state_dict()),
-                "per_query": per_query,
-                "reference": [max(a, b) for a, b in zip(scores, log.base_ndcg_at_10)],
-                "probe_reference": probe_scores,
-            }
-            criterion = probe_scores or scores
-            best_score = float(np.mean(criterion)) if criterion else float("nan")
-            best_state, best_per_query = start["state"], per_query
-            logger.info("%s: epoch 0 %s nDCG@10 (mean over dims) %.4f", stage, log.criterion, best_score)
+            state = copy.deepcopy(adaptor.state_dict())
+            choice = EpochChoice.at_start(state, per_query, scores, log.base_ndcg_at_10, probe_scores, c.max_dim_drop)
+            logger.info("%s: epoch 0 %s nDCG@10 (mean over dims) %.4f", stage, log.criterion, choice.best_score)
             first_epoch = 1
-        has_criterion = bool(log.probe_ndcg_at_10[0] or log.val_ndcg_at_10[0])
         module = self.distributed(adaptor)
         log.stopped = "epoch cap"
         for epoch in range(first_epoch, epochs + 1):
-            if has_criterion and epoch - log.best_epoch > c.patience:
+            if choice.patience_spent(epoch - 1, c.patience):
                 log.stopped = "patience"
                 break  # a resumed run whose last epoch already ran out of patience
             log.loss.append(self.train_epoch(adaptor, module, optimizer, generator, train if supervised else None,
@@ -550,35 +528,28 @@ class Trainer:
             per_query, scores, probe_scores = self.epoch_scores(adaptor, queries, probes)
             log.val_ndcg_at_10.append(scores)
             log.probe_ndcg_at_10.append(probe_scores)
-            score = self.selection_score(scores, start["reference"], probe_scores, start["probe_reference"])
-            log.epochs_run = epoch
+            score = choice.offer(epoch, per_query, scores, probe_scores, lambda: copy.deepcopy(adaptor.state_dict()))
+            log.epochs_run, log.best_epoch = epoch, choice.best_epoch
             logger.info("%s: epoch %d loss %.4f %s nDCG@10 %.4f", stage, epoch, log.loss[-1], log.criterion, score)
-            if not has_criterion or score > best_score:
-                best_score, log.best_epoch, best_per_query = score, epoch, per_query
-                best_state = copy.deepcopy(adaptor.state_dict())
             if checkpoint is not None:
                 checkpoint.save({
                     "stage": stage, "epoch": epoch, "adaptor": adaptor.state_dict(), "optimizer": optimizer.state_dict(),
                     "generator": generator.get_state(), "torch_rng": torch.get_rng_state(), "log": asdict(log),
-                    "best_state": best_state, "best_score": best_score, "best_per_query": best_per_query, "start": start,
+                    "choice": choice.state_dict(),
                 })
-            if has_criterion and epoch - log.best_epoch >= c.patience:
+            if choice.patience_spent(epoch, c.patience):
                 logger.info("%s: no gain for %d epochs, stopping", stage, c.patience)
                 log.stopped = "patience"
                 break
-        adaptor.load_state_dict(best_state)
-        if supervised and queries is not None and log.best_epoch > 0:
-            test = paired_gain_test(best_per_query, start["per_query"], c.significance, c.max_dim_drop, queries.items)
-            log.test = asdict(test)
-            if not test.accepted:
-                logger.info("%s: gain %.4f ± %.4f (se) on %d held-out queries is not significant at %g: keeping the start",
-                            stage, test.mean_gain, test.standard_error, test.n_queries, c.significance)
-                adaptor.load_state_dict(start["state"])
-                log.best_epoch = 0
+        if supervised:
+            test = choice.test_best(c.significance, queries.items if queries is not None else None, stage)
+            log.test = asdict(test) if test is not None else None
+            log.best_epoch = choice.best_epoch
+        adaptor.load_state_dict(choice.best_state)
         logger.info("%s: keeping epoch %d of %d (%s)", stage, log.best_epoch, log.epochs_run, log.stopped)
         if supervised and c.refit and log.best_epoch > 0 and self.evidence is not None and queries is not None:
             log.refit_queries = len(np.unique(self.evidence.query_rows))
-            self.refit(adaptor, module, start["state"], log.best_epoch)
+            self.refit(adaptor, module, choice.start_state, log.best_epoch)
         return log
 
     def refit(self, adaptor: MatryoshkaAdaptor, module: torch.nn.Module, start_state: dict[str, Any], epochs: int) -> None:

@@ -1,6 +1,6 @@
 import numpy as np
 
-from matryoshka_adaptor.training.selection import choose_start, paired_gain_test
+from matryoshka_adaptor.training.selection import EpochChoice, choose_start, paired_gain_test
 
 
 def test_choose_start_minimises_the_worst_shortfall_at_any_dim() -> None:
@@ -55,3 +55,53 @@ def test_paired_test_counts_a_query_in_many_languages_once() -> None:
     clusters = np.tile(np.arange(5), 8)
     test = paired_gain_test(gains, np.zeros((40, 1)), level=0.01, max_dim_drop=0.005, clusters=clusters)
     assert not test.accepted and test.n_queries == 5 and abs(test.critical_t - 3.747) < 0.001
+
+
+def start_choice(probes: list[float] | None = None) -> EpochChoice:
+    """A start scoring [0.5, 0.7] on the queries (the base model [0.6, 0.6]) and `probes` on the probe documents."""
+    return EpochChoice.at_start("start", np.full((20, 2), 0.5), [0.5, 0.7], [0.6, 0.6], probes or [], max_dim_drop=0.01)
+
+
+def test_epoch_choice_keeps_no_epoch_that_drops_a_dim_below_the_start_or_the_base_model() -> None:
+    choice = start_choice()
+    assert choice.reference == [0.6, 0.7] and choice.best_score == 0.6
+    assert choice.offer(1, None, [0.58, 0.9], [], lambda: "below the base model at dim 0") == -float("inf")
+    assert abs(choice.offer(2, None, [0.595, 0.705], [], lambda: "within the tolerance, higher mean") - 0.65) < 1e-9
+    assert choice.offer(3, None, [0.6, 0.69], [], lambda: "lower mean") < 0.65
+    assert (choice.best_epoch, choice.best_state) == (2, "within the tolerance, higher mean")
+
+
+def test_epoch_choice_ranks_by_the_probes_when_there_are_any_and_guards_with_the_queries() -> None:
+    choice = start_choice(probes=[0.8, 0.9])
+    choice.offer(1, None, [0.6, 0.7], [0.81, 0.91], lambda: "probes gain")
+    choice.offer(2, None, [0.9, 0.95], [0.805, 0.905], lambda: "queries gain more, probes less")
+    choice.offer(3, None, [0.6, 0.68], [0.95, 0.95], lambda: "probes gain most, a query dim drops")
+    assert choice.best_state == "probes gain"
+
+
+def test_epoch_choice_runs_out_of_patience_counting_from_its_best_epoch() -> None:
+    choice = start_choice()
+    choice.offer(3, None, [0.7, 0.8], [], lambda: "best")
+    assert not choice.patience_spent(4, patience=2) and choice.patience_spent(5, patience=2)
+    no_criterion = EpochChoice.at_start("start", None, [], [], [], max_dim_drop=0.01)
+    no_criterion.offer(1, None, [], [], lambda: "last")
+    assert no_criterion.best_state == "last" and not no_criterion.patience_spent(50, patience=2)
+
+
+def test_epoch_choice_test_gives_way_to_the_start_unless_the_gain_is_significant() -> None:
+    rng = np.random.default_rng(0)
+    start = rng.uniform(0, 1, (60, 2))
+    for gain, kept in ((0.05, True), (0.0, False)):
+        choice = EpochChoice.at_start("start", start, [0.5, 0.5], [0.5, 0.5], [], max_dim_drop=0.01)
+        choice.offer(4, start + gain + 0.01 * rng.standard_normal(start.shape), [0.6, 0.6], [], lambda: "epoch 4")
+        test = choice.test_best(level=0.01, clusters=None, name="test")
+        assert test is not None and test.accepted is kept
+        assert (choice.best_epoch, choice.best_state) == ((4, "epoch 4") if kept else (0, "start"))
+    assert start_choice().test_best(level=0.01, clusters=None, name="test") is None  # the start is best: nothing to test
+
+
+def test_epoch_choice_round_trips_through_its_state_dict() -> None:
+    choice = start_choice(probes=[0.8, 0.9])
+    choice.offer(1, np.ones((20, 2)), [0.6, 0.7], [0.85, 0.9], lambda: "epoch 1")
+    again = EpochChoice(**choice.state_dict())
+    assert again.best_epoch == 1 and again.best_state == "epoch 1" and again.reference == choice.reference

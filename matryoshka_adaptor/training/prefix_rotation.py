@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from ..errors import InputError
 from ..losses import dim_weights, neighbor_rank_loss
-from .selection import paired_gain_test
+from .selection import EpochChoice
 
 if TYPE_CHECKING:
     from ..model import MatryoshkaAdaptor
@@ -103,11 +103,10 @@ def refine_start(trainer: Trainer, adaptor: MatryoshkaAdaptor) -> dict[str, Any]
             adaptor.rotation.copy_(q.matrix() @ start)
         return trainer.epoch_scores(adaptor, trainer.evidence, trainer.probes)
 
-    start_per_query, val, probe = scores()
+    per_query, val, probe = scores()
     log: dict[str, Any] = {"block": block, "val_ndcg_at_10": [val], "probe_ndcg_at_10": [probe], "loss": []}
-    # do no harm, as in the unsupervised stage: every dim about as good as both the start and the base model
-    reference = [max(a, b) for a, b in zip(val, trainer.validate(None, trainer.evidence))]
-    best_score, best_epoch, best_rotation, best_per_query = float(np.mean(probe)), 0, start.clone(), start_per_query
+    base = trainer.validate(None, trainer.evidence)
+    choice = EpochChoice.at_start(start, per_query, val, base, probe, c.max_dim_drop)  # as the unsupervised stage's
     stopped = "epoch cap"
     for epoch in range(1, c.unsup_epochs + 1):
         total, batches = 0.0, torch.randperm(len(trainer.anchors), generator=generator).split(c.unsup_batch_size)
@@ -121,26 +120,18 @@ def refine_start(trainer: Trainer, adaptor: MatryoshkaAdaptor) -> dict[str, Any]
         per_query, val, probe = scores()
         log["val_ndcg_at_10"].append(val)
         log["probe_ndcg_at_10"].append(probe)
-        score = trainer.selection_score(val, reference, probe, log["probe_ndcg_at_10"][0])
+        score = choice.offer(epoch, per_query, val, probe, adaptor.rotation.clone)
         logger.info("prefix rotation: epoch %d loss %.4f probe documents' neighbours nDCG@10 %.4f", epoch, log["loss"][-1], score)
-        if score > best_score:
-            best_score, best_epoch, best_rotation, best_per_query = score, epoch, adaptor.rotation.clone(), per_query
-        if epoch - best_epoch >= c.patience:
+        if choice.patience_spent(epoch, c.patience):
             stopped = "patience"
             break
-    log["test"] = None
-    if best_epoch > 0 and start_per_query is None:
-        logger.warning("prefix rotation: no training queries to test epoch %d against the start: kept untested", best_epoch)
-    elif best_epoch > 0:
-        items = trainer.evidence.items
-        test = paired_gain_test(best_per_query, start_per_query, c.significance, c.max_dim_drop, items)
-        log["test"] = asdict(test)
-        if not test.accepted:
-            logger.info("prefix rotation: gain %.4f ± %.4f (se) on %d training queries is not significant at %g: "
-                        "keeping the start", test.mean_gain, test.standard_error, test.n_queries, c.significance)
-            best_epoch, best_rotation = 0, start
+    if choice.best_epoch > 0 and choice.start_per_query is None:
+        logger.warning("prefix rotation: no training queries to test epoch %d against the start: kept untested", choice.best_epoch)
+    items = trainer.evidence.items if trainer.evidence is not None else None
+    test = choice.test_best(c.significance, items, "prefix rotation")
+    log["test"] = asdict(test) if test is not None else None
     # seeded, so every process computes the same Q; the broadcast guards against a GPU's rounding differing
-    adaptor.rotation.copy_(trainer.world.broadcast_(best_rotation))
-    logger.info("prefix rotation: keeping epoch %d of %d (%s)", best_epoch, len(log["loss"]), stopped)
+    adaptor.rotation.copy_(trainer.world.broadcast_(choice.best_state))
+    logger.info("prefix rotation: keeping epoch %d of %d (%s)", choice.best_epoch, len(log["loss"]), stopped)
     seconds = round(time.perf_counter() - began, 1)
-    return {**log, "best_epoch": best_epoch, "epochs_run": len(log["loss"]), "stopped": stopped, "seconds": seconds}
+    return {**log, "best_epoch": choice.best_epoch, "epochs_run": len(log["loss"]), "stopped": stopped, "seconds": seconds}

@@ -12,11 +12,16 @@ to the next by chance), so each choice uses the evidence that is not noise for i
 
 from __future__ import annotations
 
+import logging
 import math
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from typing import Any
 
 import numpy as np
 from scipy.stats import t as student_t
+
+logger = logging.getLogger(__name__)
 
 
 def choose_start(scores: dict[str, list[float]]) -> str:
@@ -41,6 +46,10 @@ class PairedTest:
     worst_dim_gain: float  # the smallest mean gain at any single dim
     accepted: bool
 
+    def __str__(self) -> str:
+        return (f"gain {self.mean_gain:.4f} ± {self.standard_error:.4f} (se) over {self.n_queries} queries, worst dim "
+                f"{self.worst_dim_gain:+.4f}")
+
 
 def paired_gain_test(
     new: np.ndarray, start: np.ndarray, level: float, max_dim_drop: float, clusters: np.ndarray | None = None
@@ -63,3 +72,91 @@ def paired_gain_test(
     worst = float(diff.mean(axis=0).min())
     accepted = mean > 0 and mean > critical * se and worst >= -max_dim_drop
     return PairedTest(n, round(mean, 5), round(se, 5), round(critical, 3), round(worst, 5), bool(accepted))
+
+
+@dataclass
+class EpochChoice:
+    """A stage's best epoch so far, epoch 0 (its start) included, under the do-no-harm rule: an epoch counts only if
+    no dim of its query scores falls more than `max_dim_drop` below `reference` (per dim, the better of the start
+    and the base model) and no dim of its probe scores below the start's; of those, the highest mean over dims of
+    the criterion (the probes when there are any, else the queries) wins. Without either every epoch replaces the
+    last. `*_state` is whatever the caller restores (a state dict, a rotation); `*_per_query` the (queries, dims)
+    nDCG@10 of the queries, for the paired test."""
+
+    start_state: Any
+    start_per_query: np.ndarray | None
+    reference: list[float]
+    probe_reference: list[float]
+    max_dim_drop: float
+    best_state: Any
+    best_per_query: np.ndarray | None
+    start_score: float
+    best_score: float
+    best_epoch: int = 0
+
+    @classmethod
+    def at_start(
+        cls,
+        state: Any,
+        per_query: np.ndarray | None,
+        scores: list[float],
+        base_scores: list[float],
+        probe_scores: list[float],
+        max_dim_drop: float,
+    ) -> EpochChoice:
+        """The choice before any epoch: the start, scored by `scores` (queries) and `probe_scores`, per dim."""
+        criterion = probe_scores or scores
+        return cls(
+            start_state=state,
+            start_per_query=per_query,
+            reference=[max(a, b) for a, b in zip(scores, base_scores)],
+            probe_reference=probe_scores,
+            max_dim_drop=max_dim_drop,
+            best_state=state,
+            best_per_query=per_query,
+            start_score=float(np.mean(criterion)) if criterion else float("nan"),
+            best_score=float(np.mean(criterion)) if criterion else float("nan"),
+        )
+
+    @property
+    def has_criterion(self) -> bool:
+        return bool(self.probe_reference or self.reference)
+
+    def score(self, scores: list[float], probe_scores: list[float]) -> float:
+        """The criterion's mean over dims; -inf when some dim of either falls more than max_dim_drop below its
+        reference; NaN without a criterion."""
+        for got, ref in ((scores, self.reference), (probe_scores, self.probe_reference)):
+            if any(s < r - self.max_dim_drop for s, r in zip(got, ref)):
+                return -float("inf")
+        criterion = probe_scores or scores
+        return float(np.mean(criterion)) if criterion else float("nan")
+
+    def offer(
+        self, epoch: int, per_query: np.ndarray | None, scores: list[float], probe_scores: list[float], state: Callable[[], Any]
+    ) -> float:
+        """Score an epoch and make it the best when it beats the best so far (`state()` snapshots it then)."""
+        score = self.score(scores, probe_scores)
+        if not self.has_criterion or score > self.best_score:
+            self.best_score, self.best_epoch, self.best_per_query, self.best_state = score, epoch, per_query, state()
+        return score
+
+    def patience_spent(self, epoch: int, patience: int) -> bool:
+        """Whether `patience` epochs up to `epoch` have passed without a new best (never without a criterion)."""
+        return self.has_criterion and epoch - self.best_epoch >= patience
+
+    def test_best(self, level: float, clusters: np.ndarray | None, name: str) -> PairedTest | None:
+        """The paired test (at one-sided `level`) of the best epoch against the start, None when the start is best
+        or has no query scores; a refused epoch gives way to the start. `name` labels the log line."""
+        if self.best_epoch == 0 or self.start_per_query is None:
+            return None
+        test = paired_gain_test(self.best_per_query, self.start_per_query, level, self.max_dim_drop, clusters)
+        if not test.accepted:
+            logger.info("%s: epoch %d refused at level %g (%s): keeping the start", name, self.best_epoch, level, test)
+            self.best_state, self.best_per_query, self.best_score, self.best_epoch = (
+                self.start_state, self.start_per_query, self.start_score, 0,
+            )
+        return test
+
+    def state_dict(self) -> dict[str, Any]:
+        """Its fields, for a checkpoint (EpochChoice(**state) restores it)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
