@@ -85,12 +85,12 @@ class EpochChoice:
 
     start_state: Any
     start_per_query: np.ndarray | None
+    start_score: float
     reference: list[float]
     probe_reference: list[float]
     max_dim_drop: float
     best_state: Any
     best_per_query: np.ndarray | None
-    start_score: float
     best_score: float
     best_epoch: int = 0
 
@@ -106,16 +106,17 @@ class EpochChoice:
     ) -> EpochChoice:
         """The choice before any epoch: the start, scored by `scores` (queries) and `probe_scores`, per dim."""
         criterion = probe_scores or scores
+        score = float(np.mean(criterion)) if criterion else float("nan")
         return cls(
             start_state=state,
             start_per_query=per_query,
+            start_score=score,
             reference=[max(a, b) for a, b in zip(scores, base_scores)],
             probe_reference=probe_scores,
             max_dim_drop=max_dim_drop,
             best_state=state,
             best_per_query=per_query,
-            start_score=float(np.mean(criterion)) if criterion else float("nan"),
-            best_score=float(np.mean(criterion)) if criterion else float("nan"),
+            best_score=score,
         )
 
     @property
