@@ -105,3 +105,15 @@ def test_epoch_choice_round_trips_through_its_state_dict() -> None:
     choice.offer(1, np.ones((20, 2)), [0.6, 0.7], [0.85, 0.9], lambda: "epoch 1")
     again = EpochChoice(**choice.state_dict())
     assert again.best_epoch == 1 and again.best_state == "epoch 1" and again.reference == choice.reference
+
+
+def test_paired_test_reports_each_dims_gain_and_standard_error_over_independent_observations() -> None:
+    rng = np.random.default_rng(0)
+    gains = np.array([0.05, 0.0]) + np.array([0.01, 0.1]) * rng.standard_normal((25, 2))  # dim 1: noise only
+    test = paired_gain_test(gains, np.zeros((25, 2)), level=0.01, max_dim_drop=0.5)
+    assert abs(test.dim_gains[0] - 0.05) < 0.005 and test.dim_gains[1] == test.worst_dim_gain
+    assert test.dim_standard_errors[1] > 5 * test.dim_standard_errors[0]
+    # four translations of 25 questions are 25 observations: the same standard errors, not half of them
+    tiled = paired_gain_test(np.tile(gains, (4, 1)), np.zeros((100, 2)), 0.01, 0.5, clusters=np.tile(np.arange(25), 4))
+    assert np.allclose(tiled.dim_standard_errors, test.dim_standard_errors, atol=1e-5)
+    assert np.allclose(tiled.dim_gains, test.dim_gains, atol=1e-5)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -45,6 +45,10 @@ class PairedTest:
     critical_t: float  # the gain must exceed this many standard errors
     worst_dim_gain: float  # the smallest mean gain at any single dim
     accepted: bool
+    # per dim, the mean gain and its standard error over the same observations: whether the queries could resolve
+    # a loss of max_dim_drop at a dim at all (gain - critical_t * se is the one-sided lower bound there)
+    dim_gains: list[float] = field(default_factory=list)
+    dim_standard_errors: list[float] = field(default_factory=list)
 
     def __str__(self) -> str:
         return (f"gain {self.mean_gain:.4f} ± {self.standard_error:.4f} (se) over {self.n_queries} queries, worst dim "
@@ -60,18 +64,25 @@ def paired_gain_test(
     several languages) are averaged into one observation first, so n counts clusters."""
     keep = ~(np.isnan(new).any(axis=1) | np.isnan(start).any(axis=1))
     diff = new[keep] - start[keep]
-    per_query = diff.mean(axis=1)
+    per_query, observed = diff.mean(axis=1), diff  # observed: (observations, dims), the queries or their clusters
     if clusters is not None:
         codes, inverse = np.unique(clusters[keep], return_inverse=True)
-        per_query = np.bincount(inverse, weights=per_query, minlength=len(codes)) / np.bincount(inverse, minlength=len(codes))
+        sizes = np.bincount(inverse, minlength=len(codes))
+        per_query = np.bincount(inverse, weights=per_query, minlength=len(codes)) / sizes
+        observed = np.stack([np.bincount(inverse, weights=col, minlength=len(codes)) for col in diff.T], axis=1) / sizes[:, None]
     n = len(per_query)
     if n < 2:
         return PairedTest(n, float("nan"), float("nan"), float("nan"), float("nan"), False)
     mean, se = float(per_query.mean()), float(per_query.std(ddof=1) / math.sqrt(n))
     critical = float(student_t.ppf(1.0 - level, n - 1))
-    worst = float(diff.mean(axis=0).min())
+    dim_gains = diff.mean(axis=0)
+    worst = float(dim_gains.min())
     accepted = mean > 0 and mean > critical * se and worst >= -max_dim_drop
-    return PairedTest(n, round(mean, 5), round(se, 5), round(critical, 3), round(worst, 5), bool(accepted))
+    dim_se = observed.std(axis=0, ddof=1) / math.sqrt(n)
+    return PairedTest(
+        n, round(mean, 5), round(se, 5), round(critical, 3), round(worst, 5), bool(accepted),
+        [round(float(g), 5) for g in dim_gains], [round(float(e), 5) for e in dim_se],
+    )
 
 
 @dataclass
