@@ -128,7 +128,7 @@ def train_adaptors(name: str, root: str, seed: int, out: Path, fresh: bool, mode
         logger.info("%s seed %d: trained in %.0f s", name, seed, time.perf_counter() - start)
     stages = json.loads((folders["supervised"] / CONFIG_NAME).read_text())["training"]
     refined = stages["start_map"].get("prefix_rotation")  # the opt-in refinement of the start, before the stages
-    logs = ([{"stage": "prefix rotation", "test": None, **refined}] if refined and "seconds" in refined else []) + stages["stages"]
+    logs = ([{"stage": "prefix rotation", "test": None, **refined}] if refined and "skipped" not in refined else []) + stages["stages"]
     return {
         "folders": folders,
         "start_map": stages["start_map"]["chosen"],

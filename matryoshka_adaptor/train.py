@@ -499,8 +499,6 @@ class Trainer:
         optimizer = torch.optim.AdamW(adaptor.parameters(), lr=lr, weight_decay=c.weight_decay)
         generator = torch.Generator().manual_seed(c.seed + (1 if supervised else 0))
         if resume is not None:
-            if "choice" not in resume:
-                raise InputError("checkpoint written by an earlier version of this package: drop --resume or delete it")
             adaptor.load_state_dict(resume["adaptor"])
             optimizer.load_state_dict(resume["optimizer"])
             generator.set_state(resume["generator"])

@@ -149,13 +149,6 @@ def test_supervised_stage_needs_queries() -> None:
     assert not set(trainer.anchors.tolist()) & set(trainer.probe_rows.tolist())
 
 
-def test_a_checkpoint_of_an_earlier_version_is_refused_in_one_line() -> None:
-    trainer = Trainer(DOCS, TrainConfig(**CONFIG), "cpu")
-    old = {"stage": "unsupervised", "epoch": 1, "best_state": {}, "best_score": 0.5, "start": {}}  # no "choice"
-    with pytest.raises(InputError, match="earlier version"):
-        trainer.run_stage(trainer.new_adaptor("toy", {}), "unsupervised", None, None, resume=old)
-
-
 def test_sampled_anchors_and_candidates_bound_the_work() -> None:
     trainer = Trainer(DOCS, TrainConfig(**CONFIG, train_corpus_size=50, rank_candidates=16), "cpu")
     assert trainer.anchors.shape == (50,) and trainer.neighbors.shape == (50, 3)

@@ -12,7 +12,7 @@ import pytest
 import torch
 from killing import RUN_MAIN, RUN_TORCHRUN, kill_at_random, log_tail, run_python
 
-from matryoshka_adaptor.training.checkpoint import STATE_FILE, Checkpointer
+from matryoshka_adaptor.training.checkpoint import FORMAT, STATE_FILE, Checkpointer
 from matryoshka_adaptor.errors import InputError
 from matryoshka_adaptor.data.synthetic import write_synthetic_folder
 
@@ -94,6 +94,13 @@ def test_resume_refuses_a_checkpoint_of_another_config(tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"different config \(seed: 1 then, 2 now\)"):
         Checkpointer(tmp_path, {"seed": 2}).load()
     assert Checkpointer(tmp_path, {"seed": 1}).load()["epoch"] == 1
+
+
+def test_resume_refuses_a_checkpoint_of_another_format_in_one_line(tmp_path: Path) -> None:
+    state = {"fingerprint": {}, "stage": "unsupervised", "epoch": 1, "best_state": {}, "start": {}}  # no format
+    torch.save(state, tmp_path / STATE_FILE)
+    with pytest.raises(InputError, match=f"{STATE_FILE}: checkpoint format None, expected {FORMAT} "):
+        Checkpointer(tmp_path, {}).load()
 
 
 def test_damaged_checkpoint_is_an_error_not_a_state(tmp_path: Path) -> None:

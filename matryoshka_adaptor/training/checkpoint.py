@@ -24,6 +24,9 @@ logger = logging.getLogger(__name__)
 
 STATE_FILE = "state.pt"
 NEIGHBORS_FILE = "neighbors.pt"
+# the layout of a saved state; raised when it changes, so a resume never reads a state it does not understand
+# (2: the stage's epoch choice is one `choice` entry, training.selection.EpochChoice)
+FORMAT = 2
 
 
 def _save_atomic(obj: Any, path: Path) -> None:
@@ -49,7 +52,7 @@ class Checkpointer:
 
     def save(self, state: dict[str, Any]) -> None:
         if self.writer:
-            _save_atomic({"fingerprint": self.fingerprint, **self.context, **state}, self.folder / STATE_FILE)
+            _save_atomic({"fingerprint": self.fingerprint, "format": FORMAT, **self.context, **state}, self.folder / STATE_FILE)
 
     def load(self) -> dict[str, Any] | None:
         """The last checkpoint, or None when there is none; refuses one made by another config."""
@@ -60,6 +63,9 @@ class Checkpointer:
             state = torch.load(path, map_location="cpu", weights_only=False)
         except Exception as e:  # a checkpoint is written by rename, so this is damage, not a torn write
             raise InputError(f"{path}: unreadable checkpoint ({type(e).__name__}: {e}); delete it to start over") from None
+        if state.get("format") != FORMAT:
+            raise InputError(f"{path}: checkpoint format {state.get('format')}, expected {FORMAT} (written by another "
+                             "version of this package); drop --resume or delete it")
         diff = _differences(state.get("fingerprint", {}), self.fingerprint)
         if diff:
             raise InputError(f"{path}: made by a different config ({'; '.join(diff[:3])}); drop --resume or delete it")

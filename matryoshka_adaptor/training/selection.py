@@ -64,12 +64,12 @@ def paired_gain_test(
     several languages) are averaged into one observation first, so n counts clusters."""
     keep = ~(np.isnan(new).any(axis=1) | np.isnan(start).any(axis=1))
     diff = new[keep] - start[keep]
-    per_query, observed = diff.mean(axis=1), diff  # observed: (observations, dims), the queries or their clusters
+    observed = diff  # (observations, dims): the queries, or their clusters' means
     if clusters is not None:
         codes, inverse = np.unique(clusters[keep], return_inverse=True)
         sizes = np.bincount(inverse, minlength=len(codes))
-        per_query = np.bincount(inverse, weights=per_query, minlength=len(codes)) / sizes
         observed = np.stack([np.bincount(inverse, weights=col, minlength=len(codes)) for col in diff.T], axis=1) / sizes[:, None]
+    per_query = observed.mean(axis=1)
     n = len(per_query)
     if n < 2:
         return PairedTest(n, float("nan"), float("nan"), float("nan"), float("nan"), False)
