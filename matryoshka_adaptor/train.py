@@ -59,6 +59,9 @@ class TrainConfig:
     num_hidden_layers: int = 1  # f = Linear -> act -> (Linear -> act) x (n-1) -> Linear, last layer zero at start
     activation: str = "relu"  # 'relu', 'gelu' or 'tanh'; ReLU exports exactly to Sentence-Transformers
     input_rotation: str = "auto"  # start map, one of vectors.START_MAPS; 'auto': the best on training queries
+    # False: f never writes the coordinates past the second-largest dim, which only the full width sees, so they keep
+    # the start map's values (README, Multilingual: what an English-trained adaptor costs other languages there)
+    adapt_tail: bool = True  # False: the coordinates only the full width sees stay the start map's (comment above)
     # opt-in: mix the start map's first this-many coordinates (a Matryoshka dim) by a learned rotation, each anchor
     # ranking its corpus neighbours first at every dim up to it; larger prefixes keep the start's cosines exactly
     # (training/prefix_rotation.py; the README gives what it gained, on training queries and on test)
@@ -272,6 +275,7 @@ class Trainer:
                 raise InputError(f"{name} {getattr(config, name)}: expected at least one item per process ({self.world.size})")
         self.dims = validate_dims(config.dims or default_dims(corpus.shape[1]), corpus.shape[1])
         self.weights = dim_weights(self.dims, config.dim_weighting).to(self.device)
+        self.tail = None if config.adapt_tail or len(self.dims) < 2 else self.dims[-2]  # first coordinate f leaves alone
         self.corpus = torch.from_numpy(np.ascontiguousarray(corpus, dtype=np.float32)).to(self.device)
         if doc_parts is not None and len(doc_parts) != len(corpus):
             raise InputError(f"doc_parts of {len(doc_parts)} documents: expected one part per document ({len(corpus)})")
@@ -599,9 +603,18 @@ class Trainer:
                 loss = self.step_loss(adaptor, module, batch.to(self.device))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            self.hold_tail(adaptor)
             optimizer.step()
             total += loss.item()
         return self.world.mean(total / len(batches))
+
+    def hold_tail(self, adaptor: MatryoshkaAdaptor) -> None:
+        """Without adapt_tail, zero the gradient into f's outputs from `self.tail` on: f's last layer starts at zero,
+        so those coordinates stay the start map's (AdamW moves nothing that never had a gradient)."""
+        if self.tail is not None:
+            out = adaptor.mlp[-1]
+            out.weight.grad[self.tail :] = 0
+            out.bias.grad[self.tail :] = 0
 
     def query_batches(self, train: Supervision, generator: torch.Generator) -> list[np.ndarray]:
         """The labelled training queries shuffled into batches of sup_batch_size; for a partitioned dataset each

@@ -216,3 +216,17 @@ def test_a_partitioned_dataset_ranks_each_query_among_its_own_parts_documents() 
     candidates = trainer.candidates(sup.positives(batches[0]), generator, int(sup.parts[batches[0][0]]))
     assert set(candidates.tolist()) <= set(np.flatnonzero(doc_parts == sup.parts[batches[0][0]]).tolist())
     assert set(sup.positives(batches[0]).tolist()) <= set(candidates.tolist())
+
+
+@pytest.mark.parametrize("adapt_tail", [True, False])
+def test_without_adapt_tail_f_leaves_the_coordinates_only_the_full_width_sees(adapt_tail: bool) -> None:
+    trainer = Trainer(DOCS, TrainConfig(**CONFIG, adapt_tail=adapt_tail), "cpu", evidence=SUP)
+    adaptor = trainer.new_adaptor("toy", {})
+    optimizer = torch.optim.AdamW(adaptor.parameters(), lr=1e-2)
+    for _ in range(3):
+        trainer.train_epoch(adaptor, adaptor, optimizer, torch.Generator().manual_seed(0), SUP, "test")
+    x = torch.from_numpy(DOCS)
+    with torch.no_grad():
+        change = (adaptor(x) - adaptor.rotate(x)).abs()
+    assert change[:, :8].max() > 1e-3  # dims (4, 8, 16): coordinates 8-15 count at 16 dims alone
+    assert (change[:, 8:].max() > 1e-3) if adapt_tail else (change[:, 8:].max() == 0)
