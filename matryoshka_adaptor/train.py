@@ -59,8 +59,8 @@ class TrainConfig:
     num_hidden_layers: int = 1  # f = Linear -> act -> (Linear -> act) x (n-1) -> Linear, last layer zero at start
     activation: str = "relu"  # 'relu', 'gelu' or 'tanh'; ReLU exports exactly to Sentence-Transformers
     input_rotation: str = "auto"  # start map, one of vectors.START_MAPS; 'auto': the best on training queries
-    # False: f never writes the coordinates past the second-largest dim, which only the full width sees, so they keep
-    # the start map's values (README, Multilingual: what an English-trained adaptor costs other languages there)
+    # False: f never writes the coordinates past the largest dim below the full width, which only the full width
+    # sees, so they keep the start map's values (README, Multilingual: what an English-trained adaptor costs there)
     adapt_tail: bool = True  # False: the coordinates only the full width sees stay the start map's (comment above)
     # opt-in: mix the start map's first this-many coordinates (a Matryoshka dim) by a learned rotation, each anchor
     # ranking its corpus neighbours first at every dim up to it; larger prefixes keep the start's cosines exactly
@@ -275,7 +275,9 @@ class Trainer:
                 raise InputError(f"{name} {getattr(config, name)}: expected at least one item per process ({self.world.size})")
         self.dims = validate_dims(config.dims or default_dims(corpus.shape[1]), corpus.shape[1])
         self.weights = dim_weights(self.dims, config.dim_weighting).to(self.device)
-        self.tail = None if config.adapt_tail or len(self.dims) < 2 else self.dims[-2]  # first coordinate f leaves alone
+        # without adapt_tail, the first coordinate f leaves alone: past the largest prefix, only the full width sees them
+        prefixes = [m for m in self.dims if m < corpus.shape[1]]
+        self.tail = None if config.adapt_tail or not prefixes else prefixes[-1]
         self.corpus = torch.from_numpy(np.ascontiguousarray(corpus, dtype=np.float32)).to(self.device)
         if doc_parts is not None and len(doc_parts) != len(corpus):
             raise InputError(f"doc_parts of {len(doc_parts)} documents: expected one part per document ({len(corpus)})")
