@@ -59,8 +59,8 @@ class TrainConfig:
     num_hidden_layers: int = 1  # f = Linear -> act -> (Linear -> act) x (n-1) -> Linear, last layer zero at start
     activation: str = "relu"  # 'relu', 'gelu' or 'tanh'; ReLU exports exactly to Sentence-Transformers
     input_rotation: str = "auto"  # start map, one of vectors.START_MAPS; 'auto': the best on training queries
-    # False: f never writes the coordinates past the largest dim below the full width, which only the full width
-    # sees, so they keep the start map's values (README, Multilingual: what an English-trained adaptor costs there)
+    # the coordinates past the largest dim below the full width count at full width alone; the README (Multilingual)
+    # shows what adapting them costs an English-trained adaptor in other languages, and what holding them costs
     adapt_tail: bool = True  # False: the coordinates only the full width sees stay the start map's (comment above)
     # opt-in: mix the start map's first this-many coordinates (a Matryoshka dim) by a learned rotation, each anchor
     # ranking its corpus neighbours first at every dim up to it; larger prefixes keep the start's cosines exactly
