@@ -35,7 +35,7 @@ sys.path[0] = str(Path(__file__).resolve().parent.parent)
 import numpy as np  # noqa: E402
 
 from benchmarks.suite import (  # noqa: E402
-    adaptor_scores, baseline_scores, ints, mean_std, model_tag, settings_tag, train_adaptors,
+    adaptor_scores, baseline_scores, ints, mean_std, run_tag, train_adaptors,
 )
 from matryoshka_adaptor.baselines import StartMap  # noqa: E402
 from matryoshka_adaptor.errors import InputError, run_command  # noqa: E402
@@ -64,7 +64,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--replot", action="store_true", help="only redraw the plot from the results JSON of an earlier run")
     args = p.parse_args(argv)
     args.train_args = args.train_args.split()
-    args.tag = "_".join(t for t in (model_tag("", args.encoder), settings_tag(args.train_args)) if t)
+    args.tag = run_tag("", args.encoder, args.train_args)
     args.out = args.tag if args.union_sup_lr is None else f"{args.tag}_union_sup_lr{args.union_sup_lr:g}"
     return args
 

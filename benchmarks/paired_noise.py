@@ -2,6 +2,7 @@
 
     MATRYOSHKA_DATA_ROOT=../shared/data/beir python benchmarks/paired_noise.py [--collections=cacm,medline,...]
         [--seeds=1,2,3,4,5] [--work_dir=.cache/suite] [--trained_on=NAME] [--model=... | --encoder=...]
+        [--train_args='--key=value ...']
 
 Reads the adaptors benchmarks/suite.py (or multilingual.py) trained, `<work_dir>/<model tag>/seed<N>/<name>_<stage>`,
 and scores every test query at every dim by exact search (metrics.ndcg_per_query, trec_eval's nDCG@10; its means
@@ -30,7 +31,7 @@ sys.path[0] = str(Path(__file__).resolve().parent.parent)
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from benchmarks.suite import base_model_args, data_root, ints, model_tag  # noqa: E402
+from benchmarks.suite import base_model_args, data_root, ints, run_tag  # noqa: E402
 from matryoshka_adaptor.baselines import StartMap  # noqa: E402
 from matryoshka_adaptor.data import DATA_ROOT_ENV  # noqa: E402
 from matryoshka_adaptor.data.sources import Source  # noqa: E402
@@ -59,8 +60,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--trained_on", default=None, help="score these adaptors on every collection (default: each its own)")
     p.add_argument("--model", default=DEFAULT_MODEL)
     p.add_argument("--encoder", default=None)
+    p.add_argument("--train_args", default="", help="the settings the adaptors were trained with, as given to suite.py "
+                   "or multilingual.py (they name the runs' folder and this script's file)")
     args = p.parse_args(argv)
-    args.tag = model_tag(args.model, args.encoder)
+    args.tag = run_tag(args.model, args.encoder, args.train_args.split())
     return args
 
 

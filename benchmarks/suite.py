@@ -75,7 +75,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--replot", action="store_true", help="only redraw --plot from the --results JSON of an earlier run")
     args = p.parse_args(argv)
     args.train_args = args.train_args.split()
-    tag = "_".join(t for t in (model_tag(args.model, args.encoder), settings_tag(args.train_args)) if t)
+    tag = run_tag(args.model, args.encoder, args.train_args)
     suffix = f"_{tag}" if tag else ""
     args.results = args.results or f"results/suite{suffix}.json"
     args.plot = args.plot or f"plots/suite{suffix}.png"
@@ -97,6 +97,11 @@ def model_tag(model: str, encoder: str | None) -> str:
 def settings_tag(train_args: list[str]) -> str:
     """'' without settings, else a file-name-safe name of them ('--prefix_rotation=128' -> 'prefix_rotation128')."""
     return "_".join("".join(c for c in a.removeprefix("--") if c.isalnum() or c in "_.") for a in train_args)
+
+
+def run_tag(model: str, encoder: str | None, train_args: list[str]) -> str:
+    """The file and folder tag of a base model's runs under some settings ('' for the defaults of the default model)."""
+    return "_".join(t for t in (model_tag(model, encoder), settings_tag(train_args)) if t)
 
 
 def ints(text: str) -> list[int]:
