@@ -11,8 +11,7 @@ qrels restricted to those question ids score base, both stages of both runs at e
 The English rows are the stage's own validation questions, so they are biased towards what it chose; the other
 languages' rows are not. It also records, per run, how much of the English sentences' squared norm lies past the
 largest dim below the full width (only the full width sees it), at the start and after each stage, and how much of
-the corpus mean vector does. XQuAD-R's test
-split is never read. Writes results/cross_lingual_validation_<encoder>.json.
+the corpus mean vector does. XQuAD-R's test split is never read. Writes results/cross_lingual_validation_<encoder>.json.
 """
 
 from __future__ import annotations
@@ -34,19 +33,23 @@ from matryoshka_adaptor.data.sources import Source  # noqa: E402
 from matryoshka_adaptor.data.xquad import LANGUAGES, PREFIX  # noqa: E402
 from matryoshka_adaptor.errors import run_command  # noqa: E402
 from matryoshka_adaptor.eval import ADAPTOR_STAGES, write_json_atomic  # noqa: E402
-from matryoshka_adaptor.losses import default_dims  # noqa: E402
+from matryoshka_adaptor.encoders import EmbeddedDataset  # noqa: E402
+from matryoshka_adaptor.losses import default_dims, tail_start  # noqa: E402
 from matryoshka_adaptor.model import MatryoshkaAdaptor  # noqa: E402
 from matryoshka_adaptor.train import Supervision, TrainConfig, split_validation  # noqa: E402
 
 DEFAULT = "default"
 
 
-def validation_ids(args: argparse.Namespace, seeds: list[int]) -> dict[int, list[str]]:
-    """Per seed, the English train question ids main.py holds out for validation."""
+def english(args: argparse.Namespace) -> tuple[EmbeddedDataset, dict[str, dict[str, int]]]:
     embedded, qrels, _ = Source(dataset=f"{PREFIX}en", data_root=args.xquad_root, encoder=args.encoder).load("train")
-    sup = Supervision.from_qrels(qrels, embedded.query_index, embedded.query_embeddings, embedded.doc_index)
-    ids = [q for q, docs in qrels.items() if any(y > 0 and d in embedded.doc_index for d, y in docs.items())]
-    return {seed: [ids[r] for r in split_validation(len(sup.queries), TrainConfig().val_fraction, seed)[1]] for seed in seeds}
+    return embedded, qrels
+
+
+def validation_ids(embedded: EmbeddedDataset, qrels: dict[str, dict[str, int]], seeds: list[int]) -> dict[int, list[str]]:
+    """Per seed, the English train question ids main.py holds out for validation."""
+    ids = Supervision.labelled_ids(qrels, embedded.doc_index)
+    return {seed: [ids[r] for r in split_validation(len(ids), TrainConfig().val_fraction, seed)[1]] for seed in seeds}
 
 
 def language_scores(lang: str, args: argparse.Namespace, runs: dict[tuple[str, int], dict[str, Path]],
@@ -71,12 +74,11 @@ def language_scores(lang: str, args: argparse.Namespace, runs: dict[tuple[str, i
     return out
 
 
-def tail_energy(args: argparse.Namespace, runs: dict[tuple[str, int], dict[str, Path]]) -> dict[str, Any]:
+def tail_energy(docs: np.ndarray, runs: dict[tuple[str, int], dict[str, Path]]) -> dict[str, Any]:
     """Per run, the English sentences' mean squared norm in the coordinates past the largest dim below the full
     width (the part of a unit vector only the full width sees), at the start map and after each stage, and the share
     of the corpus mean's squared norm there."""
-    docs = Source(dataset=f"{PREFIX}en", data_root=args.xquad_root, encoder=args.encoder).load("train")[0].doc_embeddings
-    cut = default_dims(docs.shape[1])[-2]
+    cut = tail_start(default_dims(docs.shape[1]), docs.shape[1])
     out: dict[str, Any] = {"from_coordinate": cut}
     for (variant, seed), folders in runs.items():
         adaptors = {stage: MatryoshkaAdaptor.load(folders[stage]) for stage in ADAPTOR_STAGES}
@@ -102,13 +104,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                      [f"--encoder={args.encoder}", "--refit=false", *extra])
             runs[name, seed] = trained.pop("folders")
             logs[f"{name}/seed{seed}"] = trained
-    held = validation_ids(args, seeds)
+    embedded, qrels = english(args)
+    held = validation_ids(embedded, qrels, seeds)
     payload = {
         "command": "python benchmarks/cross_lingual_validation.py " + " ".join(sys.argv[1:]),
         "metric": "nDCG@10 (exact search) of the English runs' validation questions, in every language's train qrels",
         "encoder": args.encoder,
         "variants": {name: extra for name, extra in variants.items()},
-        "tail_energy": tail_energy(args, runs),
+        "tail_energy": tail_energy(embedded.doc_embeddings, runs),
         "languages": {lang: language_scores(lang, args, runs, held) for lang in LANGUAGES},
         "training": logs,
         "seconds": round(time.perf_counter() - start, 1),

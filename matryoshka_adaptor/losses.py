@@ -38,6 +38,12 @@ def default_dims(width: int) -> tuple[int, ...]:
     return tuple(small + [m for m in range(step, width, step)] + [width])
 
 
+def tail_start(dims: Sequence[int], width: int) -> int | None:
+    """The first coordinate only the full width sees: the largest dim below `width` (None when no dim is below it)."""
+    prefixes = [m for m in dims if m < width]
+    return max(prefixes) if prefixes else None
+
+
 def dim_weights(dims: Sequence[int], weighting: str) -> torch.Tensor:
     """Weights over dims that sum to 1: 'uniform' (the paper), or 'log' (more weight to small dims)."""
     if weighting == "uniform":

@@ -31,6 +31,7 @@ from .losses import (
     prefix_cosine,
     rank_loss,
     reconstruction_loss,
+    tail_start,
     topk_loss,
     validate_dims,
 )
@@ -138,7 +139,7 @@ class Supervision:
     ) -> Supervision:
         """Queries with at least one relevant document (y > 0) among the indexed ones, in qrels order; `parts`: a
         partitioned dataset's codes (by query_index row)."""
-        qids = [q for q, docs in qrels.items() if any(y > 0 and d in doc_index for d, y in docs.items())]
+        qids = cls.labelled_ids(qrels, doc_index)
         triples = [
             (row, doc_index[d], y) for row, q in enumerate(qids) for d, y in qrels[q].items() if d in doc_index
         ]
@@ -152,6 +153,11 @@ class Supervision:
             parts=parts.queries[rows] if parts is not None else None,
             items=parts.items[rows] if parts is not None else None,
         )
+
+    @staticmethod
+    def labelled_ids(qrels: dict[str, dict[str, int]], doc_index: dict[str, int]) -> list[str]:
+        """The query ids from_qrels keeps, in its row order: those with a relevant (y > 0) indexed document."""
+        return [q for q, docs in qrels.items() if any(y > 0 and d in doc_index for d, y in docs.items())]
 
     @cached_property
     def judgments(self) -> list[dict[int, float]]:
@@ -275,9 +281,7 @@ class Trainer:
                 raise InputError(f"{name} {getattr(config, name)}: expected at least one item per process ({self.world.size})")
         self.dims = validate_dims(config.dims or default_dims(corpus.shape[1]), corpus.shape[1])
         self.weights = dim_weights(self.dims, config.dim_weighting).to(self.device)
-        # without adapt_tail, the first coordinate f leaves alone: past the largest prefix, only the full width sees them
-        prefixes = [m for m in self.dims if m < corpus.shape[1]]
-        self.tail = None if config.adapt_tail or not prefixes else prefixes[-1]
+        self.tail = None if config.adapt_tail else tail_start(self.dims, corpus.shape[1])  # where f stops writing
         self.corpus = torch.from_numpy(np.ascontiguousarray(corpus, dtype=np.float32)).to(self.device)
         if doc_parts is not None and len(doc_parts) != len(corpus):
             raise InputError(f"doc_parts of {len(doc_parts)} documents: expected one part per document ({len(corpus)})")

@@ -14,6 +14,7 @@ from matryoshka_adaptor.losses import (
     prefix_cosine,
     rank_loss,
     reconstruction_loss,
+    tail_start,
     topk_loss,
     validate_dims,
 )
@@ -188,6 +189,12 @@ def test_default_dims_fit_the_width(width: int) -> None:
 
 def test_default_dims_for_minilm() -> None:
     assert default_dims(384) == (16, 32, 64, 128, 192, 256, 320, 384)
+
+
+def test_tail_start_is_the_largest_dim_below_the_width() -> None:
+    assert tail_start(default_dims(384), 384) == 320
+    assert tail_start((16, 64), 384) == 64  # past the largest dim only the full width sees the coordinates
+    assert tail_start((384,), 384) is None
 
 
 def test_pair_loss_of_shares_against_all_columns_averages_to_the_whole() -> None:
