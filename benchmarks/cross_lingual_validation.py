@@ -11,7 +11,8 @@ qrels restricted to those question ids score base, both stages of both runs at e
 The English rows are the stage's own validation questions, so they are biased towards what it chose; the other
 languages' rows are not. It also records, per run, how much of the English sentences' squared norm lies past the
 largest dim below the full width (only the full width sees it), at the start and after each stage, and how much of
-the corpus mean vector does. XQuAD-R's test split is never read. Writes results/cross_lingual_validation_<encoder>.json.
+the corpus mean vector does. XQuAD-R's test split is never read. Writes
+results/cross_lingual_validation_<encoder>_<variant>.json.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from benchmarks.paired_noise import full_width, per_query_ndcg  # noqa: E402
-from benchmarks.suite import ints, model_tag, settings_tag, train_adaptors  # noqa: E402
+from benchmarks.suite import ints, model_tag, run_tag, settings_tag, train_adaptors  # noqa: E402
 from matryoshka_adaptor.data.sources import Source  # noqa: E402
 from matryoshka_adaptor.data.xquad import LANGUAGES, PREFIX  # noqa: E402
 from matryoshka_adaptor.errors import run_command  # noqa: E402
@@ -116,7 +117,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "training": logs,
         "seconds": round(time.perf_counter() - start, 1),
     }
-    write_json_atomic(Path(f"results/cross_lingual_validation_{model_tag('', args.encoder)}.json"), payload)
+    write_json_atomic(Path(f"results/cross_lingual_validation_{run_tag('', args.encoder, variant)}.json"), payload)
     print(format_table(payload, seeds))
     return payload
 

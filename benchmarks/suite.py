@@ -137,7 +137,11 @@ def train_adaptors(name: str, root: str, seed: int, out: Path, fresh: bool, mode
     return {
         "folders": folders,
         "start_map": stages["start_map"]["chosen"],
-        "stages": [{k: log[k] for k in ("stage", "best_epoch", "epochs_run", "stopped", "seconds", "test")} for log in logs],
+        "stages": [
+            {**{k: log[k] for k in ("stage", "best_epoch", "epochs_run", "stopped", "seconds", "test")},
+             **({"tail_test": log["tail_test"]} if log.get("tail_test") else {})}  # only where test_tail ran one
+            for log in logs
+        ],
         "train_seconds": round(sum(log["seconds"] for log in logs), 1),
     }
 

@@ -68,6 +68,14 @@ class MatryoshkaAdaptor(nn.Module):
         """z = R·(ce − μ): the adaptor's starting point, the reference every unsupervised loss measures against."""
         return (embeddings - self.center) @ self.rotation.T
 
+    @torch.no_grad()
+    def reset_tail(self, start: int) -> None:
+        """Zero f's outputs from coordinate `start` on: those coordinates become the start map's, every prefix up to
+        `start` is unchanged."""
+        out = self.mlp[-1]
+        out.weight[start:] = 0
+        out.bias[start:] = 0
+
     @property
     def device(self) -> torch.device:
         return self.rotation.device

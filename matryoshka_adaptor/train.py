@@ -40,7 +40,7 @@ from .model import AdaptorConfig, MatryoshkaAdaptor
 from .metrics import ndcg_per_query
 from .training.neighbors import choose_method, mine_neighbors
 from .training.prefix_rotation import refine_start
-from .training.selection import EpochChoice, choose_start
+from .training.selection import EpochChoice, PairedTest, choose_start, paired_gain_test
 from .vectors import START_MAPS, start_map, start_maps
 
 logger = logging.getLogger(__name__)
@@ -63,6 +63,10 @@ class TrainConfig:
     # the coordinates past the largest dim below the full width count at full width alone; the README (Multilingual)
     # shows what adapting them costs an English-trained adaptor in other languages, and what holding them costs
     adapt_tail: bool = True  # False: the coordinates only the full width sees stay the start map's (comment above)
+    # a middle way: f writes them while it trains, but a supervised stage keeps those writes only if they beat the
+    # start map's values there at full width in its paired test on the held-out queries; every smaller prefix is
+    # the same either way (README, Method: "The coordinates only the full width sees")
+    test_tail: bool = False  # True: keep the tail f learned only where it significantly helps (comment above)
     # opt-in: mix the start map's first this-many coordinates (a Matryoshka dim) by a learned rotation, each anchor
     # ranking its corpus neighbours first at every dim up to it; larger prefixes keep the start's cosines exactly
     # (training/prefix_rotation.py; the README gives what it gained, on training queries and on test)
@@ -106,6 +110,8 @@ class TrainConfig:
         choose_method(self.neighbor_search, 1, 2, torch.device("cpu"))  # validates the name
         if not 0.0 < self.significance < 0.5:
             raise InputError(f"significance {self.significance}: expected a one-sided test level in (0, 0.5)")
+        if self.test_tail and not self.adapt_tail:
+            raise InputError("test_tail=true with adapt_tail=false: f never writes the tail, so there is nothing to test")
         if self.input_rotation not in ("auto", *START_MAPS):
             raise InputError(f"input_rotation {self.input_rotation!r}: expected 'auto' or one of {list(START_MAPS)}")
         for name in ("unsup_epochs", "sup_epochs", "unsup_batch_size", "sup_batch_size", "topk", "patience",
@@ -209,6 +215,7 @@ class StageLog:
     loss: list[float] = field(default_factory=list)
     stopped: str = ""  # 'patience' or 'epoch cap'
     test: dict[str, Any] | None = None  # the supervised stage's paired test (training.selection.PairedTest)
+    tail_test: dict[str, Any] | None = None  # with test_tail: the learned tail against the start's, at full width
     refit_queries: int = 0  # queries of the refit on all training queries (0: no refit); it runs best_epoch epochs
 
 
@@ -555,10 +562,35 @@ class Trainer:
             log.best_epoch = choice.best_epoch
         adaptor.load_state_dict(choice.best_state)
         logger.info("%s: keeping epoch %d of %d (%s)", stage, log.best_epoch, log.epochs_run, log.stopped)
+        tail = self.test_learned_tail(adaptor, queries, choice.best_per_query) if supervised and log.best_epoch > 0 else None
+        log.tail_test = asdict(tail) if tail is not None else None
         if supervised and c.refit and log.best_epoch > 0 and self.evidence is not None and queries is not None:
             log.refit_queries = len(np.unique(self.evidence.query_rows))
             self.refit(adaptor, module, choice.start_state, log.best_epoch)
+        if tail is not None and not tail.accepted:
+            adaptor.reset_tail(tail_start(self.dims, self.corpus.shape[1]))
         return log
+
+    def test_learned_tail(
+        self, adaptor: MatryoshkaAdaptor, val: Supervision | None, learned: np.ndarray | None
+    ) -> PairedTest | None:
+        """With test_tail, the paired test (at `significance`) of the adaptor's full-width nDCG@10 on `val` against
+        the same adaptor with the coordinates only the full width sees reset to the start map's; `learned` is its
+        (queries, dims) score. None when off, without held-out queries, or when the full width is not a trained dim
+        (then no held-out score can tell the two apart)."""
+        width = self.corpus.shape[1]
+        cut = tail_start(self.dims, width)
+        if not self.config.test_tail or val is None or learned is None or cut is None or self.dims[-1] != width:
+            return None
+        reset = copy.deepcopy(adaptor)
+        reset.reset_tail(cut)
+        test = paired_gain_test(
+            learned[:, -1:], self.validate_per_query(reset, val)[:, -1:], self.config.significance,
+            self.config.max_dim_drop, val.items,
+        )
+        logger.info("supervised: the tail f learned past %d %s at full width (%s)", cut,
+                    "is kept" if test.accepted else "gives way to the start map's", test)
+        return test
 
     def refit(self, adaptor: MatryoshkaAdaptor, module: torch.nn.Module, start_state: dict[str, Any], epochs: int) -> None:
         """Train the supervised stage again from `start_state` on all training queries for `epochs` epochs; `module`

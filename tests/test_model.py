@@ -40,6 +40,16 @@ def test_trained_like_adaptor_is_not_the_identity() -> None:
     assert np.abs(trained_like().transform(X) - X).max() > 1e-3  # so the round trips below test something
 
 
+def test_reset_tail_keeps_every_prefix_up_to_the_cut_and_restores_the_start_past_it() -> None:
+    a, x = trained_like(pca_rotation(X)), torch.from_numpy(X)
+    with torch.no_grad():
+        before = a(x)
+        a.reset_tail(5)
+        after = a(x)
+    assert torch.equal(after[:, :5], before[:, :5])
+    assert torch.equal(after[:, 5:], a.rotate(x)[:, 5:]) and not torch.allclose(before[:, 5:], after[:, 5:])
+
+
 def test_rotation_of_the_wrong_shape_is_rejected() -> None:
     with pytest.raises(InputError, match=r"expected shape \(8, 8\), got \(4, 4\)"):
         MatryoshkaAdaptor(AdaptorConfig(input_dim=8), np.eye(4))
