@@ -8,6 +8,7 @@ from matryoshka_adaptor.encoders.cache import PartCodes
 from matryoshka_adaptor.errors import InputError
 from matryoshka_adaptor.losses import prefix_cosine
 from matryoshka_adaptor.metrics import ndcg_at_k
+from matryoshka_adaptor.model import MatryoshkaAdaptor
 from matryoshka_adaptor.data.synthetic import topic_and_nuisance
 from matryoshka_adaptor.train import (
     Supervision,
@@ -35,6 +36,22 @@ def run(seed: int = 0, sup: Supervision = SUP, **overrides) -> tuple[np.ndarray,
     return adaptor.transform(DOCS[:5]), logs, trainer
 
 
+def planted(n: int, labelled: range) -> tuple[np.ndarray, Supervision]:
+    """n documents of 8 nuisance coordinates then 8 topic coordinates, n queries each sharing only its document's
+    topic; (documents, the `labelled` queries' supervision)."""
+    docs, queries = topic_and_nuisance(n, n, 16, 8, np.random.default_rng(2))
+    ids, doc_ids = {f"q{i}": i for i in range(n)}, {f"d{i}": i for i in range(n)}
+    return docs, Supervision.from_qrels({f"q{i}": {f"d{i}": 1} for i in labelled}, ids, queries, doc_ids)
+
+
+def planted_trainer(docs: np.ndarray, sup: Supervision, **overrides) -> tuple[Trainer, MatryoshkaAdaptor]:
+    """A seeded trainer on planted data with room for the supervised stage to find the topic, and a fresh adaptor."""
+    seed_everything(0)
+    config = TrainConfig(**{**CONFIG, "sup_epochs": 30, "patience": 30, "sup_batch_size": 16, **overrides}, seed=0)
+    trainer = Trainer(docs, config, "cpu", evidence=sup)
+    return trainer, trainer.new_adaptor("toy", {})
+
+
 def test_same_seed_same_adaptor_bit_for_bit() -> None:
     a, logs, _ = run()
     b, _, _ = run()
@@ -46,14 +63,10 @@ def test_supervised_stage_is_kept_when_it_helps_held_out_queries() -> None:
     """Planted structure: 160 documents are 8 nuisance coordinates then 8 topic coordinates, and a query shares only
     its document's topic. Training on 120 queries must teach the 4-dim prefix the topic for the 40 held-out ones,
     the paired test must say so, and the stage must keep it."""
-    docs, queries = topic_and_nuisance(160, 160, 16, 8, np.random.default_rng(2))
-    ids = {f"q{i}": i for i in range(160)}
-    sup = Supervision.from_qrels({f"q{i}": {f"d{i}": 1} for i in range(160)}, ids, queries, {f"d{i}": i for i in range(160)})
-    seed_everything(0)
-    config = TrainConfig(**{**CONFIG, "sup_epochs": 30, "patience": 30, "sup_batch_size": 16}, seed=0)
-    trainer = Trainer(docs, config, "cpu", evidence=sup)
+    docs, sup = planted(160, range(160))
+    trainer, adaptor = planted_trainer(docs, sup)
     train_rows, val_rows = split_validation(160, 0.25, 0)
-    log = trainer.run_stage(trainer.new_adaptor("toy", {}), "supervised", sup.subset(train_rows), sup.subset(val_rows))
+    log = trainer.run_stage(adaptor, "supervised", sup.subset(train_rows), sup.subset(val_rows))
     assert log.test["accepted"] and log.best_epoch > 0
     assert log.val_ndcg_at_10[log.best_epoch][0] > log.val_ndcg_at_10[0][0] + 0.2  # dim 4, held-out queries
 
@@ -62,17 +75,12 @@ def test_refit_trains_on_every_training_query_for_the_chosen_epoch_count() -> No
     """Same planted structure, 160 training queries and 40 never seen: after the epoch is chosen on held-out
     training queries, the refit trains from the stage's start on all 160 for that many epochs, and what it learns
     carries to the unseen queries."""
-    docs, queries = topic_and_nuisance(200, 200, 16, 8, np.random.default_rng(2))
-    ids, doc_ids = {f"q{i}": i for i in range(200)}, {f"d{i}": i for i in range(200)}
-    sup = Supervision.from_qrels({f"q{i}": {f"d{i}": 1} for i in range(160)}, ids, queries, doc_ids)
-    unseen = Supervision.from_qrels({f"q{i}": {f"d{i}": 1} for i in range(160, 200)}, ids, queries, doc_ids)
+    docs, sup = planted(200, range(160))
+    _, unseen = planted(200, range(160, 200))
     train_rows, val_rows = split_validation(160, 0.25, 0)
     results = {}
     for refit in (False, True):
-        seed_everything(0)
-        config = TrainConfig(**{**CONFIG, "sup_epochs": 30, "patience": 30, "sup_batch_size": 16}, seed=0, refit=refit)
-        trainer = Trainer(docs, config, "cpu", evidence=sup)
-        adaptor = trainer.new_adaptor("toy", {})
+        trainer, adaptor = planted_trainer(docs, sup, refit=refit)
         start = trainer.validate(adaptor, unseen)[0]
         log = trainer.run_stage(adaptor, "supervised", sup.subset(train_rows), sup.subset(val_rows))
         results[refit] = (log, adaptor.transform(docs[:5]), trainer.validate(adaptor, unseen)[0])
@@ -260,16 +268,11 @@ def test_with_test_tail_a_stage_differs_from_the_default_only_past_the_cut() -> 
     """The planted data above, where the stage passes its test: every coordinate up to 8 of 16 is bit for bit the
     default's; past it, the start map's exactly when the tail test refused the learned tail (the reset comes after
     the refit, which would otherwise relearn it)."""
-    docs, queries = topic_and_nuisance(160, 160, 16, 8, np.random.default_rng(2))
-    ids = {f"q{i}": i for i in range(160)}
-    sup = Supervision.from_qrels({f"q{i}": {f"d{i}": 1} for i in range(160)}, ids, queries, {f"d{i}": i for i in range(160)})
+    docs, sup = planted(160, range(160))
     train_rows, val_rows = split_validation(160, 0.25, 0)
     out = {}
     for test_tail in (False, True):
-        seed_everything(0)
-        config = TrainConfig(**{**CONFIG, "sup_epochs": 30, "patience": 30, "sup_batch_size": 16}, seed=0, test_tail=test_tail)
-        trainer = Trainer(docs, config, "cpu", evidence=sup)
-        adaptor = trainer.new_adaptor("toy", {})
+        trainer, adaptor = planted_trainer(docs, sup, test_tail=test_tail)
         log = trainer.run_stage(adaptor, "supervised", sup.subset(train_rows), sup.subset(val_rows))
         out[test_tail] = adaptor.transform(docs), log
     start = trainer.new_adaptor("toy", {}).transform(docs)
