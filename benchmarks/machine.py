@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import resource
 from pathlib import Path
@@ -17,3 +18,9 @@ def cpu_name() -> str:
 def peak_rss_mb() -> float:
     """This process's peak resident set size in MiB (ru_maxrss is in KiB on Linux)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def summary() -> dict[str, object]:
+    """What a results JSON records of its machine. The CPU model matters beyond speed: numpy encoders (USE) round
+    differently on another CPU's BLAS kernels, and training can then choose other epochs."""
+    return {"platform": platform.platform(), "cpu": cpu_name(), "cpus": os.cpu_count()}

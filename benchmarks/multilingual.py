@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import time
 from datetime import datetime, timezone
@@ -34,6 +32,7 @@ sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 import numpy as np  # noqa: E402
 
+from benchmarks import machine  # noqa: E402
 from benchmarks.suite import (  # noqa: E402
     adaptor_scores, baseline_scores, ints, mean_std, run_tag, train_adaptors,
 )
@@ -178,7 +177,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     payload = {
         "command": "python benchmarks/multilingual.py " + " ".join(sys.argv[1:]),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count()},
+        "machine": machine.summary(),
         "metric": "MTEB ndcg_at_10 on each language's test questions",
         "encoder": args.encoder,
         "dims": list(dims),

@@ -24,7 +24,6 @@ import argparse
 import json
 import logging
 import os
-import platform
 import sys
 import time
 from dataclasses import asdict
@@ -38,6 +37,7 @@ sys.path[0] = str(ROOT)
 import numpy as np  # noqa: E402
 
 import main as train_entry  # noqa: E402
+from benchmarks import machine  # noqa: E402
 from benchmarks.whitebox import finetune  # noqa: E402
 from matryoshka_adaptor.baselines import StartMap  # noqa: E402
 from matryoshka_adaptor.config import CONFIG_NAME  # noqa: E402
@@ -273,7 +273,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     payload = {
         "command": "python benchmarks/suite.py " + " ".join(sys.argv[1:]),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count()},
+        "machine": machine.summary(),
         "metric": "MTEB ndcg_at_10 on the test split",
         "base_model": args.encoder or args.model,
         "seeds": seeds,
