@@ -135,27 +135,35 @@ class CachedVectors:
         return (torch.as_tensor(a) * torch.as_tensor(b)).sum(-1)
 
 
+def method_names(text: str) -> list[str]:
+    """--methods as a list of names, refused (before any vectors are loaded) when empty or naming an unknown one."""
+    known = [*BASELINES, *ADAPTOR_STAGES]
+    names = [m.strip() for m in text.split(",") if m.strip()]
+    unknown = [n for n in names if n not in known]
+    if unknown or not names:
+        raise InputError(f"--methods {text!r}: {f'unknown {unknown}' if unknown else 'none named'}; expected some of {', '.join(known)}")
+    return names
+
+
 def methods_to_run(embedded: EmbeddedDataset, models_dir: Path, names: list[str]) -> dict[str, Transform]:
-    """name -> transform(x, dim); adaptors are read from <models_dir>/<dataset>_<stage>."""
+    """name (from method_names) -> transform(x, dim); adaptors are read from <models_dir>/<dataset>_<stage>."""
     corpus = embedded.doc_embeddings
     out: dict[str, Transform] = {}
     for name in names:
         if name in BASELINES:
             out[name] = StartMap(corpus, BASELINES[name]).transform
-        elif name in ADAPTOR_STAGES:
-            folder = models_dir / f"{embedded.name}_{name}"
-            if not folder.exists():
-                logger.warning("%s: not found, skipping the %s adaptor (train it with python main.py)", folder, name)
-                continue
-            adaptor = MatryoshkaAdaptor.load(folder)
-            if adaptor.config.base_model != embedded.base_model:
-                raise InputError(
-                    f"{folder}: adapts {adaptor.config.base_model} vectors, these are {embedded.base_model}'s "
-                    "(pass the --model or --encoder it was trained with)"
-                )
-            out[name] = adaptor.transform
-        else:
-            raise InputError(f"method {name!r}: expected one of {', '.join([*BASELINES, *ADAPTOR_STAGES])}")
+            continue
+        folder = models_dir / f"{embedded.name}_{name}"
+        if not folder.exists():
+            logger.warning("%s: not found, skipping the %s adaptor (train it with python main.py)", folder, name)
+            continue
+        adaptor = MatryoshkaAdaptor.load(folder)
+        if adaptor.config.base_model != embedded.base_model:
+            raise InputError(
+                f"{folder}: adapts {adaptor.config.base_model} vectors, these are {embedded.base_model}'s "
+                "(pass the --model or --encoder it was trained with)"
+            )
+        out[name] = adaptor.transform
     return out
 
 
@@ -328,6 +336,20 @@ def plot_search_plans(plans: dict[str, list[dict[str, Any]]], dims: tuple[int, .
     save_figure(fig, path)
 
 
+def read_benchmark(path: Path) -> dict[str, Any] | None:
+    """benchmarks/serving.py's JSON for the speed panel; None when it has not run, an InputError when unreadable."""
+    if not path.is_file():
+        return None
+    try:
+        benchmark = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise InputError(f"--benchmark {path}: not JSON ({e}); expected benchmarks/serving.py's results") from None
+    missing = [k for k in ("speed", "vectors", "machine") if not isinstance(benchmark, dict) or k not in benchmark]
+    if missing:
+        raise InputError(f"--benchmark {path}: missing {missing}; expected benchmarks/serving.py's results")
+    return benchmark
+
+
 def plot_benchmark_speed(ax: Any, benchmark: dict[str, Any]) -> None:
     """Queries/s of exact prefix search + full re-scoring by k, at the benchmark's largest size, batches of 64."""
     rows = [r for r in benchmark["speed"] if r["index"] == "flat" and r["batch"] == 64]
@@ -400,15 +422,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         max_docs=args.max_docs, model=args.model, encoder=args.encoder, max_seq_length=args.max_seq_length, cache_dir=args.cache_dir,
         device=args.device, id_column=args.id_column, vector_column=args.vector_column,
     )
+    names = method_names(args.methods)  # bad options fail here, before any vectors are loaded
+    benchmark = read_benchmark(Path(args.benchmark)) if args.shortlist > 0 else None
+    try:  # order and sign now; the width once the vectors are loaded
+        requested = validate_dims([int(x) for x in args.dims.split(",") if x.strip()]) if args.dims else None
+    except ValueError as e:
+        raise InputError(f"--dims {args.dims!r}: {e}") from None
     embedded, qrels, qrels_path = source.load(args.split, one_corpus=True)
     if qrels is None:
         raise InputError(f"{qrels_path or '--qrels'}: no qrels to evaluate against")
     try:
         width = embedded.doc_embeddings.shape[1]
-        dims = validate_dims([int(x) for x in args.dims.split(",") if x.strip()] if args.dims else default_dims(width), width)
+        dims = validate_dims(requested if requested else default_dims(width), width)
     except ValueError as e:
         raise InputError(f"--dims {args.dims!r}: {e}") from None
-    names = [m.strip() for m in args.methods.split(",") if m.strip()]
     methods = methods_to_run(embedded, Path(args.models_dir), names)
     scores, eval_seconds = evaluate(embedded, qrels, args.split, methods, dims)
     choices = choose_dims(scores, dims)
@@ -438,7 +465,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     title = f"{embedded.name} ({args.split}), {embedded.base_model.split('/')[-1]}"
     plot(scores, dims, title, Path(args.plots_dir) / f"eval_results_{embedded.name}.png")
     if plans:
-        benchmark = json.loads(Path(args.benchmark).read_text()) if Path(args.benchmark).is_file() else None
         plot_search_plans(plans, dims, f"{embedded.name}: shortlist {args.shortlist} with k dims, rerank at {dims[-1]}",
                           Path(args.plots_dir) / f"shortlist_rerank_{embedded.name}.png", benchmark)
         plot_frontier(plans, f"{embedded.name} ({args.split}): nDCG@10 per byte stored", Path(args.plots_dir) / f"frontier_{embedded.name}.png")
