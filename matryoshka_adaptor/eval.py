@@ -145,6 +145,14 @@ def method_names(text: str) -> list[str]:
     return names
 
 
+def dims_option(text: str, width: int | None = None) -> tuple[int, ...]:
+    """--dims as strictly increasing ints, no larger than `width` when it is known, or an InputError naming it."""
+    try:
+        return validate_dims([int(x) for x in text.split(",") if x.strip()], width)
+    except ValueError as e:
+        raise InputError(f"--dims {text!r}: {e}") from None
+
+
 def methods_to_run(embedded: EmbeddedDataset, models_dir: Path, names: list[str]) -> dict[str, Transform]:
     """name (from method_names) -> transform(x, dim); adaptors are read from <models_dir>/<dataset>_<stage>."""
     corpus = embedded.doc_embeddings
@@ -424,18 +432,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     )
     names = method_names(args.methods)  # bad options fail here, before any vectors are loaded
     benchmark = read_benchmark(Path(args.benchmark)) if args.shortlist > 0 else None
-    try:  # order and sign now; the width once the vectors are loaded
-        requested = validate_dims([int(x) for x in args.dims.split(",") if x.strip()]) if args.dims else None
-    except ValueError as e:
-        raise InputError(f"--dims {args.dims!r}: {e}") from None
+    if args.dims:
+        dims_option(args.dims)  # order and sign now; the width once the vectors are loaded
     embedded, qrels, qrels_path = source.load(args.split, one_corpus=True)
     if qrels is None:
         raise InputError(f"{qrels_path or '--qrels'}: no qrels to evaluate against")
-    try:
-        width = embedded.doc_embeddings.shape[1]
-        dims = validate_dims(requested if requested else default_dims(width), width)
-    except ValueError as e:
-        raise InputError(f"--dims {args.dims!r}: {e}") from None
+    width = embedded.doc_embeddings.shape[1]
+    dims = dims_option(args.dims, width) if args.dims else default_dims(width)
     methods = methods_to_run(embedded, Path(args.models_dir), names)
     scores, eval_seconds = evaluate(embedded, qrels, args.split, methods, dims)
     choices = choose_dims(scores, dims)

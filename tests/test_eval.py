@@ -11,6 +11,7 @@ from matryoshka_adaptor.errors import InputError
 from matryoshka_adaptor.eval import (
     CachedVectors,
     choose_dims,
+    dims_option,
     format_table,
     main,
     method_names,
@@ -57,6 +58,12 @@ def test_bad_options_fail_before_any_vectors_are_loaded(tmp_path, capsys, arg, m
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no-such-vectors" not in err
     assert re.search(message, err), err
+
+
+def test_dims_option_checks_the_width_once_it_is_known() -> None:
+    assert dims_option("16, 32,64", 64) == (16, 32, 64)
+    with pytest.raises(InputError, match=r"--dims '16,128': matryoshka dims \[16, 128\]: dim 128 is larger than the embedding size 64"):
+        dims_option("16,128", 64)
 
 
 def test_read_benchmark(tmp_path) -> None:
