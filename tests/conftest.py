@@ -28,6 +28,16 @@ def shared_data(relative: str) -> Path:
     pytest.skip(reason)
 
 
+SCIFACT_SLICE = 400  # SciFact's first documents, which the tests that train on the real MiniLM's vectors encode
+
+
+@pytest.fixture(scope="session")
+def minilm_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One embedding cache for the tests that encode the SciFact slice (all queries, the first SCIFACT_SLICE
+    documents) with the real MiniLM: the cache is keyed by the texts, so the first such test fills it for the rest."""
+    return tmp_path_factory.mktemp("minilm-cache")
+
+
 @pytest.fixture
 def rng() -> random.Random:
     """Random choices of the kill-and-resume tests; RESUME_TEST_SEED=<seed> replays a run's choices."""

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import main
-from conftest import shared_data
+from conftest import SCIFACT_SLICE, shared_data
 from matryoshka_adaptor import MatryoshkaAdaptor
 from matryoshka_adaptor.data import DATA_ROOT_ENV, load_dataset_folder
 from matryoshka_adaptor.eval import main as eval_main
@@ -28,7 +28,7 @@ def scifact() -> Path:
     return shared_data("scifact/corpus.jsonl")
 
 
-MAX_DOCS = 400
+MAX_DOCS = SCIFACT_SLICE
 
 
 def _args(tmp: Path, *extra: str) -> list[str]:
@@ -50,8 +50,9 @@ def _digest(folder: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def trained(tmp_path_factory: pytest.TempPathFactory, minilm_cache: Path) -> Path:
     tmp = tmp_path_factory.mktemp("e2e")
+    (tmp / "cache").symlink_to(minilm_cache, target_is_directory=True)  # the session's cache of the slice (conftest)
     assert main.main(_args(tmp)) == 0
     return tmp
 
