@@ -1,6 +1,6 @@
 """Subprocess runs for the kill-and-resume tests (test_resume.py, test_training_checkpoint.py): `start_python` runs a
-script string from the repo root (output to a log file), `wait_until` polls a condition on disk, and
-`kill_at_random` SIGKILLs a run a random delay after its condition first holds."""
+script string from the repo root (output to a log file), `finish` waits for its zero exit, `wait_until` polls a
+condition on disk, and `kill_at_random` SIGKILLs a run a random delay after its condition first holds."""
 
 from __future__ import annotations
 
@@ -62,10 +62,14 @@ def log_tail(log: Path, n: int = 3000) -> str:
     return log.read_text(errors="replace")[-n:] if log.exists() else ""
 
 
-def run_python(code: str, *args: str, log: Path) -> None:
-    """Run to completion; a non-zero exit fails the test with the end of the log."""
-    proc = start_python(code, *args, log=log)
+def finish(proc: subprocess.Popen, log: Path) -> None:
+    """Wait for a run to end; a non-zero exit fails the test with the end of the log."""
     assert proc.wait(TIMEOUT) == 0, f"exit code {proc.returncode}:\n{log_tail(log)}"
+
+
+def run_python(code: str, *args: str, log: Path) -> None:
+    """Run to completion (`finish`)."""
+    finish(start_python(code, *args, log=log), log)
 
 
 def wait_until(condition: Callable[[], bool], proc: subprocess.Popen, log: Path, poll: float = 0.01) -> float:

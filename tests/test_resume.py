@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from killing import kill_at_random, log_tail, run_python, start_python
+from killing import finish, kill_at_random, log_tail, run_python, start_python
 
 from conftest import shared_data
 from matryoshka_adaptor.data import DATA_ROOT_ENV, load_dataset_folder
@@ -39,7 +39,7 @@ def progress_times(proc: subprocess.Popen, progress: Callable[[], int], log: Pat
         if value > seen:
             steps += [(now - last) / (value - seen)] * (value - seen) if seen else []  # the first includes start-up
             seen, last = value, now
-    assert proc.returncode == 0, f"exit code {proc.returncode}:\n{log_tail(log)}"
+    finish(proc, log)
     return steps
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from killing import RUN_MAIN, RUN_TORCHRUN, TIMEOUT, kill_at_random, log_tail, run_python, start_python, wait_until
+from killing import RUN_MAIN, RUN_TORCHRUN, finish, kill_at_random, log_tail, run_python, start_python, wait_until
 
 from matryoshka_adaptor.training.checkpoint import FORMAT, STATE_FILE, Checkpointer
 from matryoshka_adaptor.errors import InputError
@@ -48,17 +48,22 @@ def after_first_checkpoint(code: str, *args: str, log: Path, state: Path) -> flo
     repeat run may land in (start-up excluded, whose share of a run differs with the machine and process count)."""
     proc = start_python(code, *args, log=log)
     first = wait_until(state.exists, proc, log)
-    assert proc.wait(TIMEOUT) == 0, f"exit code {proc.returncode}:\n{log_tail(log)}"
+    finish(proc, log)
     return time.monotonic() - first
+
+
+def state_file(out: Path, folder: Path) -> Path:
+    """Where main.py --output_dir=out keeps the epoch checkpoint of a run on `folder`."""
+    return out / "checkpoints" / folder.name / STATE_FILE
 
 
 def test_killed_training_resumes_to_the_same_adaptor(folder: Path, tmp_path: Path, rng: random.Random) -> None:
     whole = tmp_path / "whole"
     span = after_first_checkpoint(RUN_MAIN, *main_args(folder, whole), log=tmp_path / "whole.log",
-                                  state=whole / "checkpoints" / folder.name / STATE_FILE)
+                                  state=state_file(whole, folder))
 
     out, log = tmp_path / "killed", tmp_path / "killed.log"
-    state = out / "checkpoints" / folder.name / STATE_FILE
+    state = state_file(out, folder)
     code, delay = kill_at_random(RUN_MAIN, *main_args(folder, out), log=log, ready=state.exists,
                                  window=(0.0, 0.5 * span), rng=rng)  # in the first half of what follows it
     assert code == -signal.SIGKILL, f"the run ended before the kill ({delay:.2f} s after its first checkpoint)"
@@ -75,11 +80,11 @@ def test_killed_torchrun_training_resumes_to_the_same_adaptor(folder: Path, tmp_
     checkpoint and resumed under torchrun: the same adaptor bytes and logs as an uninterrupted torchrun run."""
     whole = tmp_path / "whole"
     span = after_first_checkpoint(RUN_TORCHRUN, str(free_port()), *main_args(folder, whole), log=tmp_path / "whole.log",
-                                  state=whole / "checkpoints" / folder.name / STATE_FILE)
+                                  state=state_file(whole, folder))
 
     out, log = tmp_path / "killed", tmp_path / "killed.log"
     args = main_args(folder, out)
-    state = out / "checkpoints" / folder.name / STATE_FILE
+    state = state_file(out, folder)
     code, delay = kill_at_random(RUN_TORCHRUN, str(free_port()), *args, log=log, ready=state.exists,
                                  window=(0.0, 0.5 * span), rng=rng)
     assert code == -signal.SIGKILL, f"the run ended before the kill ({delay:.2f} s after its first checkpoint)"
