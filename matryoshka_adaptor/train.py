@@ -63,10 +63,10 @@ class TrainConfig:
     # the coordinates past the largest dim below the full width count at full width alone; the README (Multilingual)
     # shows what adapting them costs an English-trained adaptor in other languages, and what holding them costs
     adapt_tail: bool = True  # False: the coordinates only the full width sees stay the start map's (comment above)
-    # a middle way: f writes them while it trains, but a supervised stage keeps those writes only if they beat the
-    # start map's values there at full width in its paired test on the held-out queries; every smaller prefix is
-    # the same either way (README, Method: "The coordinates only the full width sees")
-    test_tail: bool = False  # True: keep the tail f learned only where it significantly helps (comment above)
+    # the default middle way: f writes them while it trains, but a supervised stage keeps those writes only if they
+    # beat the start map's values there at full width in its paired test on the held-out queries; every smaller
+    # prefix is the same either way (README, Method: "The coordinates only the full width sees")
+    test_tail: bool | None = None  # on unless adapt_tail=false (nothing to test then); false: keep f's tail untested
     # opt-in: mix the start map's first this-many coordinates (a Matryoshka dim) by a learned rotation, each anchor
     # ranking its corpus neighbours first at every dim up to it; larger prefixes keep the start's cosines exactly
     # (training/prefix_rotation.py; the README gives what it gained, on training queries and on test)
@@ -112,6 +112,8 @@ class TrainConfig:
             raise InputError(f"significance {self.significance}: expected a one-sided test level in (0, 0.5)")
         if self.test_tail and not self.adapt_tail:
             raise InputError("test_tail=true with adapt_tail=false: f never writes the tail, so there is nothing to test")
+        if self.test_tail is None:
+            self.test_tail = self.adapt_tail
         if self.input_rotation not in ("auto", *START_MAPS):
             raise InputError(f"input_rotation {self.input_rotation!r}: expected 'auto' or one of {list(START_MAPS)}")
         for name in ("unsup_epochs", "sup_epochs", "unsup_batch_size", "sup_batch_size", "topk", "patience",

@@ -146,6 +146,7 @@ def test_config_validation() -> None:
         TrainConfig(dims=(64, 32))
     with pytest.raises(InputError, match="test_tail=true with adapt_tail=false"):
         TrainConfig(test_tail=True, adapt_tail=False)
+    assert TrainConfig().test_tail and not TrainConfig(adapt_tail=False).test_tail  # on by default, moot without a tail
     with pytest.raises(InputError, match="larger than the embedding size 16"):
         Trainer(DOCS, TrainConfig(dims=(8, 32)), "cpu")
 
@@ -248,7 +249,7 @@ def test_without_adapt_tail_f_leaves_the_coordinates_only_the_full_width_sees(
 def test_tail_test_asks_the_learned_tail_for_a_significant_full_width_gain_over_the_start_maps() -> None:
     """`learned` is the adaptor's (queries, dims) score; the reset adaptor is scored inside. Only the full-width
     column counts; a gain must be shown, equal is refused; off, or without the full width among the dims: no test."""
-    trainer = Trainer(DOCS, TrainConfig(**CONFIG, test_tail=True), "cpu", evidence=SUP)
+    trainer = Trainer(DOCS, TrainConfig(**CONFIG), "cpu", evidence=SUP)  # on by default
     adaptor, val = trainer.new_adaptor("toy", {}), SUP.subset(np.arange(20))
     reset = trainer.validate_per_query(adaptor, val)  # f is zero: the adaptor is its own reset
     gain = np.zeros_like(reset)
@@ -259,14 +260,15 @@ def test_tail_test_asks_the_learned_tail_for_a_significant_full_width_gain_over_
     small = reset.copy()
     small[:, :-1] += 1.0  # smaller dims do not count
     assert not trainer.test_learned_tail(adaptor, val, small).accepted
-    assert Trainer(DOCS, TrainConfig(**CONFIG), "cpu", evidence=SUP).test_learned_tail(adaptor, val, reset + gain) is None
-    no_width = Trainer(DOCS, TrainConfig(**{**CONFIG, "dims": (4, 8)}, test_tail=True), "cpu", evidence=SUP)
+    off = Trainer(DOCS, TrainConfig(**CONFIG, test_tail=False), "cpu", evidence=SUP)
+    assert off.test_learned_tail(adaptor, val, reset + gain) is None
+    no_width = Trainer(DOCS, TrainConfig(**{**CONFIG, "dims": (4, 8)}), "cpu", evidence=SUP)
     assert no_width.test_learned_tail(adaptor, val, reset + gain) is None
 
 
-def test_with_test_tail_a_stage_differs_from_the_default_only_past_the_cut() -> None:
-    """The planted data above, where the stage passes its test: every coordinate up to 8 of 16 is bit for bit the
-    default's; past it, the start map's exactly when the tail test refused the learned tail (the reset comes after
+def test_with_test_tail_a_stage_differs_from_one_without_only_past_the_cut() -> None:
+    """The planted data above, where the stage passes its test: every coordinate up to 8 of 16 is bit for bit that
+    of a run with test_tail=false; past it, the start map's exactly when the tail test refused the learned tail (the reset comes after
     the refit, which would otherwise relearn it)."""
     docs, sup = planted(160, range(160))
     train_rows, val_rows = split_validation(160, 0.25, 0)
@@ -276,8 +278,8 @@ def test_with_test_tail_a_stage_differs_from_the_default_only_past_the_cut() -> 
         log = trainer.run_stage(adaptor, "supervised", sup.subset(train_rows), sup.subset(val_rows))
         out[test_tail] = adaptor.transform(docs), log
     start = trainer.new_adaptor("toy", {}).transform(docs)
-    (default, default_log), (tested, log) = out[False], out[True]
-    assert log.best_epoch > 0 and log.refit_queries > 0 and log.tail_test is not None and default_log.tail_test is None
-    assert tested[:, :8].tobytes() == default[:, :8].tobytes()
+    (untested, untested_log), (tested, log) = out[False], out[True]
+    assert log.best_epoch > 0 and log.refit_queries > 0 and log.tail_test is not None and untested_log.tail_test is None
+    assert tested[:, :8].tobytes() == untested[:, :8].tobytes()
     assert np.array_equal(tested[:, 8:], start[:, 8:]) != log.tail_test["accepted"]
-    assert not np.allclose(default[:, 8:], start[:, 8:])  # the default's tail did move
+    assert not np.allclose(untested[:, 8:], start[:, 8:])  # the untested tail did move
