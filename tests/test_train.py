@@ -268,8 +268,8 @@ def test_tail_test_asks_the_learned_tail_for_a_significant_full_width_gain_over_
 
 def test_with_test_tail_a_stage_differs_from_one_without_only_past_the_cut() -> None:
     """The planted data above, where the stage passes its test: every coordinate up to 8 of 16 is bit for bit that
-    of a run with test_tail=false; past it, the start map's exactly when the tail test refused the learned tail (the reset comes after
-    the refit, which would otherwise relearn it)."""
+    of a run with test_tail=false; past it, the start map's exactly when the tail test refused the learned tail (the
+    reset comes after the refit, which would otherwise relearn it)."""
     docs, sup = planted(160, range(160))
     train_rows, val_rows = split_validation(160, 0.25, 0)
     out = {}
