@@ -2,7 +2,7 @@
 
     MATRYOSHKA_DATA_ROOT=../shared/data/beir python benchmarks/paired_noise.py [--collections=cacm,medline,...]
         [--seeds=1,2,3,4,5] [--work_dir=.cache/suite] [--trained_on=NAME] [--model=... | --encoder=...]
-        [--train_args='--key=value ...']
+        [--train_args='--key=value ...'] [--results=FILE]
 
 Reads the adaptors benchmarks/suite.py (or multilingual.py) trained, `<work_dir>/<model tag>/seed<N>/<name>_<stage>`,
 and scores every test query at every dim by exact search (metrics.ndcg_per_query, trec_eval's nDCG@10; its means
@@ -14,7 +14,8 @@ Each difference gets a 95% paired bootstrap interval over queries (10,000 resamp
 interval reaches above the bar's tolerance cannot be told from noise on that many queries. `--trained_on=xquad-r-en`
 scores the English adaptors on the named collections instead (the cross-lingual transfer, against the base model);
 `--trained_on=xquad-r-all` scores the union adaptor, trained on every language, with the comparisons above.
-Test qrels are read only here, after training; nothing is chosen from them. Writes results/paired_noise[_<tag>].json.
+Test qrels are read only here, after training; nothing is chosen from them. Writes results/paired_noise[_<tag>].json,
+or --results.
 """
 
 from __future__ import annotations
@@ -62,8 +63,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--encoder", default=None)
     p.add_argument("--train_args", default="", help="the settings the adaptors were trained with, as given to suite.py "
                    "or multilingual.py (they name the runs' folder and this script's file)")
+    p.add_argument("--results", default=None, help="default: results/paired_noise[_<model and settings tag>]"
+                   "[_from_<trained_on>].json")
     args = p.parse_args(argv)
     args.tag = run_tag(args.model, args.encoder, args.train_args.split())
+    suffix = "_".join(x for x in (args.tag, f"from_{args.trained_on}" if args.trained_on else "") if x)
+    args.results = args.results or f"results/paired_noise{'_' + suffix if suffix else ''}.json"
     return args
 
 
@@ -131,7 +136,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     start = time.perf_counter()
     names = [n.strip() for n in args.collections.split(",") if n.strip()]
     results = {n: collection(n, args) for n in names}
-    suffix = "_".join(x for x in (args.tag, f"from_{args.trained_on}" if args.trained_on else "") if x)
     payload = {
         "command": "python benchmarks/paired_noise.py " + " ".join(sys.argv[1:]),
         "metric": "nDCG@10 per test query, exact cosine search (trec_eval's formula)",
@@ -140,7 +144,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "collections": results,
         "seconds": round(time.perf_counter() - start, 1),
     }
-    write_json_atomic(Path(f"results/paired_noise{'_' + suffix if suffix else ''}.json"), payload)
+    write_json_atomic(Path(args.results), payload)
     for name, r in results.items():
         for dim, row in r["dims"].items():
             for key in ("unsupervised_vs_best_training_free", "supervised_vs_unsupervised", "supervised_vs_base"):
