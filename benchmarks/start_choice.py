@@ -35,22 +35,22 @@ from benchmarks.suite import data_root  # noqa: E402
 from matryoshka_adaptor.baselines import StartMap  # noqa: E402
 from matryoshka_adaptor.data import DATA_ROOT_ENV  # noqa: E402
 from matryoshka_adaptor.data.sources import Source  # noqa: E402
+from matryoshka_adaptor.data.xquad import LANGUAGES, PREFIX  # noqa: E402
 from matryoshka_adaptor.encoders import DEFAULT_MODEL  # noqa: E402
 from matryoshka_adaptor.errors import run_command  # noqa: E402
 from matryoshka_adaptor.eval import write_json_atomic  # noqa: E402
 from matryoshka_adaptor.losses import default_dims  # noqa: E402
 from matryoshka_adaptor.train import Supervision  # noqa: E402
-from matryoshka_adaptor.training.selection import choose_start, paired_gain_test  # noqa: E402
+from matryoshka_adaptor.training.selection import choose_start, paired_gain_test, worst_shortfalls  # noqa: E402
 from matryoshka_adaptor.vectors import START_MAPS  # noqa: E402
 
 ROTATIONS = ("none", "pca", "centred_axes")  # the start maps that keep every full-dim cosine
 TOLERANCE = 0.01  # issue 8's bar for the unsupervised adaptor against the best training-free map
-LANGUAGES = "ar,de,el,en,es,hi,ru,th,tr,vi,zh"
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--collections", default="scifact,cacm,medline," + ",".join(f"xquad-r-{x}" for x in LANGUAGES.split(",")))
+    p.add_argument("--collections", default=",".join(["scifact", "cacm", "medline", *(PREFIX + x for x in LANGUAGES)]))
     p.add_argument("--splits", type=int, default=200, help="random halvings of each collection's training queries")
     p.add_argument("--beir_root", default=os.environ.get(DATA_ROOT_ENV, "../shared/data/beir"))
     p.add_argument("--xquad_root", default=None, help="folder holding xquad-r/ (default: the BEIR root's parent)")
@@ -60,9 +60,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def means_on(per_query: dict[str, np.ndarray], rows: np.ndarray) -> dict[str, list[float]]:
+    """Each map's nDCG@10 per dim, averaged over the queries `rows` ((queries, dims) nDCG@10 per map)."""
+    return {m: per_query[m][rows].mean(axis=0).tolist() for m in per_query}
+
+
 def rule_choices(per_query: dict[str, np.ndarray], rows: np.ndarray) -> dict[str, str]:
-    """Each rule's start map, chosen on the queries `rows` ((queries, dims) nDCG@10 per map)."""
-    means = {m: per_query[m][rows].mean(axis=0).tolist() for m in per_query}
+    """Each rule's start map, chosen on the queries `rows`."""
+    means = means_on(per_query, rows)
     rotation = choose_start({m: means[m] for m in ROTATIONS})
     test = paired_gain_test(per_query["centred_pca"][rows], per_query[rotation][rows], 0.01, 0.005)
     return {
@@ -71,13 +76,6 @@ def rule_choices(per_query: dict[str, np.ndarray], rows: np.ndarray) -> dict[str
         "rotation_first": "centred_pca" if test.accepted else rotation,
         "centred_axes": "centred_axes",
     }
-
-
-def shortfall(per_query: dict[str, np.ndarray], rows: np.ndarray, chosen: str) -> float:
-    """The chosen map's worst shortfall over dims against the best map at each dim, on the queries `rows`."""
-    table = {m: per_query[m][rows].mean(axis=0) for m in per_query}
-    best = np.max(np.stack(list(table.values())), axis=0)
-    return float(np.max(best - table[chosen]))
 
 
 def collection(name: str, args: argparse.Namespace, rng: np.random.Generator) -> dict[str, Any]:
@@ -95,8 +93,9 @@ def collection(name: str, args: argparse.Namespace, rng: np.random.Generator) ->
     for _ in range(args.splits):
         order = rng.permutation(n)
         choose_rows, score_rows = order[: n // 2], order[n // 2 :]
+        shortfall = worst_shortfalls(means_on(per_query, score_rows))  # every map's, on the scoring half
         for rule, chosen in rule_choices(per_query, choose_rows).items():
-            rules.setdefault(rule, []).append(shortfall(per_query, score_rows, chosen))
+            rules.setdefault(rule, []).append(shortfall[chosen])
             picks.setdefault(rule, {}).setdefault(chosen, 0)
             picks[rule][chosen] += 1
     return {

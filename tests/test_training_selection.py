@@ -1,6 +1,7 @@
 import numpy as np
+import pytest
 
-from matryoshka_adaptor.training.selection import EpochChoice, choose_start, paired_gain_test
+from matryoshka_adaptor.training.selection import EpochChoice, choose_start, paired_gain_test, worst_shortfalls
 
 
 def test_choose_start_minimises_the_worst_shortfall_at_any_dim() -> None:
@@ -117,3 +118,8 @@ def test_paired_test_reports_each_dims_gain_and_standard_error_over_independent_
     tiled = paired_gain_test(np.tile(gains, (4, 1)), np.zeros((100, 2)), 0.01, 0.5, clusters=np.tile(np.arange(25), 4))
     assert np.allclose(tiled.dim_standard_errors, test.dim_standard_errors, atol=1e-5)
     assert np.allclose(tiled.dim_gains, test.dim_gains, atol=1e-5)
+
+
+def test_worst_shortfalls_are_each_candidates_largest_gap_to_the_best_at_any_dim() -> None:
+    shortfalls = worst_shortfalls({"a": [0.5, 0.2], "b": [0.4, 0.6], "c": [0.5, 0.6]})
+    assert shortfalls == pytest.approx({"a": 0.4, "b": 0.1, "c": 0.0})

@@ -24,14 +24,20 @@ from scipy.special import stdtrit  # the Student t quantile; scipy.stats (the sa
 logger = logging.getLogger(__name__)
 
 
+def worst_shortfalls(scores: dict[str, list[float]]) -> dict[str, float]:
+    """Each candidate's worst shortfall, over dims, against the best candidate at that dim (0 for one that is
+    best at every dim); `scores` holds each candidate's score per dim."""
+    table = np.array(list(scores.values()), dtype=np.float64)
+    best = table.max(axis=0)
+    return {name: float(np.max(best - row)) for name, row in zip(scores, table)}
+
+
 def choose_start(scores: dict[str, list[float]]) -> str:
     """The candidate whose worst shortfall, over dims, against the best candidate at that dim is smallest (ties:
     the higher mean). Every dim counts: a start that wins on average but loses badly at one dim is not chosen."""
     if not scores:
         raise ValueError("choose_start: no candidates")
-    table = np.array(list(scores.values()), dtype=np.float64)
-    best = table.max(axis=0)
-    regret = {name: float(np.max(best - row)) for name, row in zip(scores, table)}
+    regret = worst_shortfalls(scores)
     return min(scores, key=lambda name: (round(regret[name], 4), -float(np.mean(scores[name]))))
 
 
