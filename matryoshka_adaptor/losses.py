@@ -135,20 +135,16 @@ def rank_loss(
     n_pos = positive.sum(dim=1)
     if bool((n_pos == 0).any()):
         raise InputError("rank_loss: every query needs at least one relevant document")
-    max_pos = int(n_pos.max())
-    # indices of each query's relevant docs, padded by repeating column 0 and masked out below
-    pos_idx = torch.argsort(positive.to(torch.int8), dim=1, descending=True, stable=True)[:, :max_pos]
-    pos_mask = torch.arange(max_pos, device=queries.device)[None, :] < n_pos[:, None]
-    y_pos = relevance.gather(1, pos_idx)  # (q, p)
-    # (y_ij - y_ik) where positive, else 0: (q, p, n)
-    pair_weight = (y_pos[:, :, None] - relevance[:, None, :]).clamp(min=0) * pos_mask[:, :, None]
+    # one row per (query i, relevant doc j), not a (q, max positives, n) block padded to the largest query's count:
+    # most queries have one or two relevant documents, so padding multiplied the work by the batch's maximum
+    q_idx, pos_idx = positive.nonzero(as_tuple=True)  # (P,) each
+    pair_weight = (relevance[q_idx, pos_idx][:, None] - relevance[q_idx]).clamp(min=0)  # (y_ij - y_ik)+: (P, n)
+    share = 1.0 / (n_pos[q_idx].to(queries.dtype) * len(queries))  # mean over a query's j, then over queries
     per_dim = []
     for m in dims:
-        s = prefix_cosine(queries, docs, m) / temperature  # (q, n)
-        s_pos = s.gather(1, pos_idx)  # (q, p)
-        pair_loss_ = F.softplus(s[:, None, :] - s_pos[:, :, None]) * pair_weight
-        per_query = pair_loss_.sum(dim=(1, 2)) / n_pos
-        per_dim.append(per_query.mean())
+        s = (prefix_cosine(queries, docs, m) / temperature)[q_idx]  # (P, n): row i of s for each pair
+        pair_loss_ = F.softplus(s - s.gather(1, pos_idx[:, None])) * pair_weight
+        per_dim.append(pair_loss_.sum(dim=1) @ share)
     return torch.stack(per_dim) @ weights.to(queries.device)
 
 

@@ -102,6 +102,25 @@ def test_rank_loss_averages_queries() -> None:
     assert rank_loss(q, docs, rel, [2], W1, 1.0) == pytest.approx(expected, rel=1e-5)
 
 
+
+def test_rank_loss_is_the_formula_summed_pair_by_pair() -> None:
+    """Queries with different numbers of relevant documents and graded labels, against the definition written as
+    loops: per dim, the mean over queries of (1 / |relevant|) sum_{j,k: y_ij > y_ik} (y_ij - y_ik) softplus(...)."""
+    g = torch.Generator().manual_seed(1)
+    q, docs = torch.randn(3, 8, generator=g), torch.randn(7, 8, generator=g)
+    rel = torch.tensor([[2.0, 0, 0, 1, 0, 0, 0], [0, 0, 0, 0, 0, 3, 0], [1, 1, 2, 0, 0, 0, 1]])
+    dims, weights, t = [4, 8], W2, 0.3
+    expected = 0.0
+    for w, m in zip(weights.tolist(), dims):
+        s = prefix_cosine(q, docs, m) / t
+        per_query = [
+            sum((y[j] - y[k]) * F.softplus(s[i, k] - s[i, j]) for j in range(7) for k in range(7) if y[j] > y[k])
+            / int((y > 0).sum())
+            for i, y in enumerate(rel)
+        ]
+        expected += w * float(sum(per_query)) / len(rel)
+    assert rank_loss(q, docs, rel, dims, weights, t).item() == pytest.approx(expected, rel=1e-5)
+
 @pytest.mark.parametrize(
     ("relevance", "temperature", "match"),
     [
