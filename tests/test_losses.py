@@ -102,7 +102,6 @@ def test_rank_loss_averages_queries() -> None:
     assert rank_loss(q, docs, rel, [2], W1, 1.0) == pytest.approx(expected, rel=1e-5)
 
 
-
 def test_rank_loss_is_the_formula_summed_pair_by_pair() -> None:
     """Queries with different numbers of relevant documents and graded labels, against the definition written as
     loops: per dim, the mean over queries of (1 / |relevant|) sum_{j,k: y_ij > y_ik} (y_ij - y_ik) softplus(...)."""
@@ -120,6 +119,7 @@ def test_rank_loss_is_the_formula_summed_pair_by_pair() -> None:
         ]
         expected += w * float(sum(per_query)) / len(rel)
     assert rank_loss(q, docs, rel, dims, weights, t).item() == pytest.approx(expected, rel=1e-5)
+
 
 @pytest.mark.parametrize(
     ("relevance", "temperature", "match"),
