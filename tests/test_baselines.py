@@ -3,7 +3,7 @@ import pytest
 
 from matryoshka_adaptor.baselines import StartMap
 from matryoshka_adaptor.errors import InputError
-from matryoshka_adaptor.vectors import START_MAPS
+from matryoshka_adaptor.vectors import MEAN_REMOVED, START_MAPS
 
 X = np.random.default_rng(0).standard_normal((40, 6)).astype(np.float32) + 1.0
 UNIT = X / np.linalg.norm(X, axis=1, keepdims=True)
@@ -23,6 +23,14 @@ def test_centred_pca_centres_and_its_axes_differ_from_the_uncentred_ones() -> No
     first_uncentred, first_centred = StartMap(X, "pca").rotation[0], StartMap(X, "centred_axes").rotation[0]
     mean_dir = X.mean(0) / np.linalg.norm(X.mean(0))
     assert abs(first_uncentred @ mean_dir) > 0.9 > abs(first_centred @ mean_dir)
+
+
+@pytest.mark.parametrize("name", list(MEAN_REMOVED))
+def test_maps_on_the_centred_axes_remove_their_share_of_the_mean(name: str) -> None:
+    share, axes = MEAN_REMOVED[name], StartMap(X, "centred_axes").rotation
+    expected = (X - share * X.mean(0)) @ axes.T
+    np.testing.assert_allclose(StartMap(X, name).transform(X, 6), expected / np.linalg.norm(expected, axis=1, keepdims=True), atol=1e-5)
+    np.testing.assert_array_equal(StartMap(X, name).rotation, axes)
 
 
 def test_centred_axes_order_coordinates_by_variance() -> None:

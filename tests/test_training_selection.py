@@ -123,3 +123,6 @@ def test_paired_test_reports_each_dims_gain_and_standard_error_over_independent_
 def test_worst_shortfalls_are_each_candidates_largest_gap_to_the_best_at_any_dim() -> None:
     shortfalls = worst_shortfalls({"a": [0.5, 0.2], "b": [0.4, 0.6], "c": [0.5, 0.6]})
     assert shortfalls == pytest.approx({"a": 0.4, "b": 0.1, "c": 0.0})
+    # against a reference set: a candidate outside it can be above the reference's best at every dim
+    against_b = worst_shortfalls({"a": [0.5, 0.2], "b": [0.4, 0.6], "c": [0.5, 0.7]}, reference=("b",))
+    assert against_b == pytest.approx({"a": 0.4, "b": 0.0, "c": -0.1})

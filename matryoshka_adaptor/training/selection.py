@@ -24,11 +24,12 @@ from scipy.special import stdtrit  # the Student t quantile; scipy.stats (the sa
 logger = logging.getLogger(__name__)
 
 
-def worst_shortfalls(scores: dict[str, list[float]]) -> dict[str, float]:
+def worst_shortfalls(scores: dict[str, list[float]], reference: tuple[str, ...] | None = None) -> dict[str, float]:
     """Each candidate's worst shortfall, over dims, against the best candidate at that dim (0 for one that is
-    best at every dim); `scores` holds each candidate's score per dim."""
+    best at every dim); `scores` holds each candidate's score per dim. With `reference`, against the best of those
+    candidates alone (negative for one above all of them at every dim)."""
     table = np.array(list(scores.values()), dtype=np.float64)
-    best = table.max(axis=0)
+    best = (table if reference is None else np.array([scores[m] for m in reference], dtype=np.float64)).max(axis=0)
     return {name: float(np.max(best - row)) for name, row in zip(scores, table)}
 
 
