@@ -36,8 +36,8 @@ def pca_rotation(embeddings: np.ndarray, center: np.ndarray | None = None, parts
 # Training-free start maps x -> R·(x − μ), the adaptor's possible starting points and the baselines it must beat.
 # The maps on the covariance's axes differ only in how much of the corpus mean they remove: none of it keeps every
 # full-dim cosine (a rotation), all of it is classic PCA, and a part of it shrinks the direction every document
-# shares without the full centring that loses at full width on some corpora (on the training questions of MiniLM
-# on XQuAD-R Vietnamese, half or three quarters beat both ends at most dims: benchmarks/start_choice.py).
+# shares without the full centring that loses at full width on some corpora (on MiniLM's XQuAD-R Vietnamese
+# training questions half and three quarters beat both ends at most dims; the start scores are in each config.json).
 MEAN_REMOVED = {
     "centred_axes": 0.0,  # axes of the covariance, applied without centring: still a rotation, cosines unchanged
     "centred_pca": 1.0,  # classic PCA: mean removed, so full-dim cosines change too
