@@ -8,6 +8,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .errors import InputError
+
 
 def ndcg_at_k(scores: torch.Tensor, relevance: torch.Tensor, k: int = 10) -> float:
     """Mean nDCG@k over queries: scores and relevance are (queries, docs); rows without relevant docs are skipped."""
@@ -20,18 +22,48 @@ def ndcg_at_k(scores: torch.Tensor, relevance: torch.Tensor, k: int = 10) -> flo
     return float((dcg[keep] / ideal[keep]).mean()) if bool(keep.any()) else float("nan")
 
 
-def ndcg_per_query(top: torch.Tensor, judgments: list[dict[int, float]], k: int = 10) -> np.ndarray:
+class Judgments:
+    """Per query its judged documents {doc row: y}, held as sorted (query, doc) keys with their gains and each
+    query's ideal DCG@k, built once: validation ranks the same queries every epoch, and nDCG@k of a ranking is then
+    a few array operations (the same float operations, in the same order, as a loop over queries would do)."""
+
+    def __init__(self, judgments: list[dict[int, float]], k: int = 10) -> None:
+        self.k, self.n_queries = k, len(judgments)
+        self.discounts = 1.0 / np.log2(np.arange(2, k + 2))
+        self.width = 1 + max((d for judged in judgments for d in judged), default=0)  # doc rows are below it
+        query = np.repeat(np.arange(self.n_queries, dtype=np.int64), [len(judged) for judged in judgments])
+        doc = np.fromiter((d for judged in judgments for d in judged), dtype=np.int64, count=len(query))
+        gain = np.fromiter((max(y, 0.0) for judged in judgments for y in judged.values()), dtype=np.float64, count=len(query))
+        order = np.argsort(query * self.width + doc)
+        self.keys, self.gains = (query * self.width + doc)[order], gain[order]
+        ideal = []
+        for judged in judgments:
+            best = sorted((max(y, 0.0) for y in judged.values()), reverse=True)[:k]
+            ideal.append(float(np.dot(best, self.discounts[: len(best)])))
+        self.ideal = np.array(ideal, dtype=np.float64)
+
+    def ndcg(self, top: torch.Tensor | np.ndarray) -> np.ndarray:
+        """nDCG@k of each query from its ranked document rows (queries, >= k; fewer when the corpus is smaller),
+        NaN for a query without relevant documents."""
+        ranked = np.asarray(top)[:, : self.k].astype(np.int64)
+        if len(ranked) != self.n_queries:
+            raise InputError(f"ranking of {len(ranked)} queries: expected one row per judged query ({self.n_queries})")
+        keys = np.arange(self.n_queries, dtype=np.int64)[:, None] * self.width + np.minimum(ranked, self.width - 1)
+        at = np.minimum(np.searchsorted(self.keys, keys), max(len(self.keys) - 1, 0))
+        hit = (ranked < self.width) & (self.keys[at] == keys) if len(self.keys) else np.zeros(ranked.shape, dtype=bool)
+        gains = np.where(hit, self.gains[at] if len(self.keys) else 0.0, 0.0)
+        dcg = np.zeros(self.n_queries)
+        for rank in range(ranked.shape[1]):  # rank by rank, as a running sum over each query's list would add them
+            dcg = dcg + gains[:, rank] * self.discounts[rank]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(self.ideal > 0, dcg / self.ideal, np.nan)
+
+
+def ndcg_per_query(top: torch.Tensor | np.ndarray, judgments: list[dict[int, float]], k: int = 10) -> np.ndarray:
     """nDCG@k of each query from its ranked document rows (queries, >= k) and its judgments {doc row: y}, for
     corpora too large for a dense relevance matrix: ndcg_at_k's gains and discounts, NaN for a query without
     relevant documents (ndcg_at_k skips those), so that two rankings can be compared query by query."""
-    discounts = 1.0 / np.log2(np.arange(2, k + 2))
-    out = np.full(len(judgments), np.nan)
-    for i, (ranked, judged) in enumerate(zip(top[:, :k].tolist(), judgments)):
-        gains = sorted((max(y, 0.0) for y in judged.values()), reverse=True)[:k]
-        ideal = float(np.dot(gains, discounts[: len(gains)]))
-        if ideal > 0:
-            out[i] = sum(max(judged.get(d, 0.0), 0.0) * w for d, w in zip(ranked, discounts)) / ideal
-    return out
+    return Judgments(judgments, k).ndcg(top)
 
 
 def relevance_matrix(

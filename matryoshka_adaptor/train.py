@@ -37,7 +37,7 @@ from .losses import (
 )
 from .encoders.cache import PartCodes
 from .model import AdaptorConfig, MatryoshkaAdaptor
-from .metrics import ndcg_per_query
+from .metrics import Judgments
 from .training.neighbors import choose_method, mine_neighbors
 from .training.prefix_rotation import refine_start
 from .training.selection import EpochChoice, PairedTest, choose_start, paired_gain_test
@@ -174,6 +174,11 @@ class Supervision:
         for q, d, y in zip(self.query_rows.tolist(), self.doc_rows.tolist(), self.labels.tolist()):
             out[q][d] = y
         return out
+
+    @cached_property
+    def ndcg_judgments(self) -> Judgments:
+        """The judgments arrayed for nDCG@10, built once for the epochs that rank these queries."""
+        return Judgments(self.judgments, k=10)
 
     def relevance(self, rows: np.ndarray, columns: torch.Tensor) -> torch.Tensor:
         """Dense (len(rows), len(columns)) relevance of the given query rows to the given corpus rows."""
@@ -451,15 +456,16 @@ class Trainer:
         return queries.parts if self.doc_parts is not None else None
 
     # -- validation -------------------------------------------------------------------------------------------
-    def validate(self, adaptor: MatryoshkaAdaptor | None, val: Supervision | None, k: int = 10) -> list[float]:
+    def validate(self, adaptor: MatryoshkaAdaptor | None, val: Supervision | None) -> list[float]:
         """Validation nDCG@10 at each dim, mean over queries (adaptor None: the base embeddings truncated; []
         without validation)."""
-        return column_means(self.validate_per_query(adaptor, val, k)) if val is not None else []
+        return column_means(self.validate_per_query(adaptor, val)) if val is not None else []
 
     @torch.no_grad()
-    def validate_per_query(self, adaptor: MatryoshkaAdaptor | None, val: Supervision, k: int = 10) -> np.ndarray:
+    def validate_per_query(self, adaptor: MatryoshkaAdaptor | None, val: Supervision) -> np.ndarray:
         """(queries, dims) nDCG@10. The corpus is adapted and ranked a chunk at a time, keeping each query's
         running top k."""
+        k = val.ndcg_judgments.k
         queries = torch.from_numpy(val.queries).to(self.device)
         queries = adaptor(queries) if adaptor is not None else queries
         parts = self.parts_of(val)
@@ -482,7 +488,7 @@ class Trainer:
                     keep = values.topk(min(k, values.shape[1]), dim=1).indices
                     values, idx = values.gather(1, keep), idx.gather(1, keep)
                 best[j] = (values, idx)
-        return np.stack([ndcg_per_query(top.cpu(), val.judgments, k) for _, top in best], axis=1)
+        return np.stack([val.ndcg_judgments.ndcg(top.cpu()) for _, top in best], axis=1)
 
     def stage_evidence(self, stage: str, val: Supervision | None) -> tuple[Supervision | None, Supervision | None]:
         """(queries scored after each epoch, probe documents or None): the supervised stage is chosen on its

@@ -5,7 +5,8 @@ import pytest
 import pytrec_eval
 import torch
 
-from matryoshka_adaptor.metrics import ndcg_at_k, ndcg_per_query, relevance_matrix
+from matryoshka_adaptor.errors import InputError
+from matryoshka_adaptor.metrics import Judgments, ndcg_at_k, ndcg_per_query, relevance_matrix
 
 
 def trec_ndcg(scores: np.ndarray, rel: np.ndarray, k: int) -> float:
@@ -65,3 +66,28 @@ def test_ndcg_per_query_matches_the_dense_version() -> None:
     per_query = ndcg_per_query(scores.topk(10, dim=1).indices, judgments)
     assert np.isnan(per_query[-1]) and np.isnan(per_query).sum() == 1 + sum(not j for j in judgments[:-1])
     assert np.nanmean(per_query) == pytest.approx(ndcg_at_k(scores[:-1], torch.from_numpy(rel)))
+
+
+def test_judgments_equal_a_loop_over_queries_bit_for_bit() -> None:
+    # validation picks epochs by comparing these scores, so the arrayed version must not move them by one bit
+    rng = np.random.default_rng(5)
+    discounts = 1.0 / np.log2(np.arange(2, 12))
+    judgments = [{int(d): float(np.float32(rng.random() * 3 - 0.5)) for d in rng.choice(40, 4, replace=False)}
+                 for _ in range(30)]
+    top = np.stack([rng.permutation(60)[:10] for _ in range(30)])  # rows past every judged one too
+    loop = []
+    for ranked, judged in zip(top.tolist(), judgments):
+        ideal = float(np.dot(sorted((max(y, 0.0) for y in judged.values()), reverse=True), discounts[: len(judged)]))
+        dcg = sum(max(judged.get(d, 0.0), 0.0) * w for d, w in zip(ranked, discounts))
+        loop.append(dcg / ideal if ideal > 0 else np.nan)
+    np.testing.assert_array_equal(Judgments(judgments).ndcg(top), np.array(loop))
+
+
+def test_judgments_never_credit_a_row_past_the_judged_ones_to_the_next_query() -> None:
+    # (query, doc) keys are query * width + doc: doc 3 of query 0 must not read as doc 1 of query 1
+    assert Judgments([{0: 1.0}, {1: 2.0}], k=1).ndcg(np.array([[3], [1]])).tolist() == [0.0, 1.0]
+
+
+def test_judgments_refuse_a_ranking_of_other_queries() -> None:
+    with pytest.raises(InputError, match="ranking of 1 queries: expected one row per judged query \\(2\\)"):
+        Judgments([{0: 1.0}, {1: 1.0}]).ndcg(np.array([[0, 1]]))
