@@ -34,8 +34,9 @@ class Judgments:
         query = np.repeat(np.arange(self.n_queries, dtype=np.int64), [len(judged) for judged in judgments])
         doc = np.fromiter((d for judged in judgments for d in judged), dtype=np.int64, count=len(query))
         gain = np.fromiter((max(y, 0.0) for judged in judgments for y in judged.values()), dtype=np.float64, count=len(query))
-        order = np.argsort(query * self.width + doc)
-        self.keys, self.gains = (query * self.width + doc)[order], gain[order]
+        keys = query * self.width + doc
+        order = np.argsort(keys)
+        self.keys, self.gains = keys[order], gain[order]
         ideal = []
         for judged in judgments:
             best = sorted((max(y, 0.0) for y in judged.values()), reverse=True)[:k]
@@ -48,10 +49,11 @@ class Judgments:
         ranked = np.asarray(top)[:, : self.k].astype(np.int64)
         if len(ranked) != self.n_queries:
             raise InputError(f"ranking of {len(ranked)} queries: expected one row per judged query ({self.n_queries})")
+        if not len(self.keys):  # nothing judged: every ideal DCG is 0
+            return np.full(self.n_queries, np.nan)
         keys = np.arange(self.n_queries, dtype=np.int64)[:, None] * self.width + np.minimum(ranked, self.width - 1)
-        at = np.minimum(np.searchsorted(self.keys, keys), max(len(self.keys) - 1, 0))
-        hit = (ranked < self.width) & (self.keys[at] == keys) if len(self.keys) else np.zeros(ranked.shape, dtype=bool)
-        gains = np.where(hit, self.gains[at] if len(self.keys) else 0.0, 0.0)
+        at = np.minimum(np.searchsorted(self.keys, keys), len(self.keys) - 1)
+        gains = np.where((ranked < self.width) & (self.keys[at] == keys), self.gains[at], 0.0)
         dcg = np.zeros(self.n_queries)
         for rank in range(ranked.shape[1]):  # rank by rank, as a running sum over each query's list would add them
             dcg = dcg + gains[:, rank] * self.discounts[rank]
