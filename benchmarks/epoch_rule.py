@@ -1,5 +1,5 @@
 """Which epoch should the supervised stage keep: the best held-out mean, or the earliest within a paired standard error
-of it (the one-standard-error rule)? Decided on training queries only.
+of it (the one-standard-error rule)? And would averaging the refit's last weights steady it? On training queries only.
 
     MATRYOSHKA_DATA_ROOT=../shared/data/beir python benchmarks/epoch_rule.py [--seeds=1,2,3,4,5] [--dataset=scifact]
 
@@ -8,7 +8,9 @@ to train on; so the seeds' spread on the held-out 20% is the spread a test split
 exactly as main.py trains them (its own seeded split of the 80% chooses the epoch), except that every supervised
 epoch's state is kept. Each rule then picks an epoch from the same validation scores, the paired test and the tail
 test judge it as the stage judges its epoch, and the refit trains from the stage's start on all of the 80% for that
-many epochs. Both are scored on the held-out 20% at every dim. The test split is never read.
+many epochs; `best_averaged` is the best epoch's refit with the weights of its last quarter of epochs averaged
+(tail averaging, which damps the step-to-step noise of a constant learning rate). Each is scored on the held-out 20%
+at every dim. The test split is never read.
 Writes results/epoch_rule_<dataset>.json.
 """
 
@@ -26,6 +28,7 @@ from typing import Any
 sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 import main as train_entry  # noqa: E402
 from benchmarks.suite import ints  # noqa: E402
@@ -37,15 +40,17 @@ from matryoshka_adaptor.train import Supervision, Trainer, column_means, seed_ev
 from matryoshka_adaptor.training.selection import EpochChoice  # noqa: E402
 
 HELD_OUT_SEED = 0  # the held-out 20% is the same for every training seed
-RULES = ("best", "one_se")
+RULES = ("best", "one_se", "best_averaged")
 
 
 class RecordingTrainer(Trainer):
-    """A Trainer that keeps every scored state of its supervised stage and its per-query validation scores."""
+    """A Trainer that keeps every scored state of its supervised stage and its per-query validation scores, and
+    while `averaging`, the state after every training epoch (the refit's)."""
 
-    recording = False
+    recording = averaging = False
     states: list[dict[str, Any]]
     per_query: list[np.ndarray]
+    trained: list[dict[str, Any]]
 
     def epoch_scores(
         self, adaptor: MatryoshkaAdaptor, queries: Supervision | None, probes: Supervision | None
@@ -55,6 +60,15 @@ class RecordingTrainer(Trainer):
             self.states.append(copy.deepcopy(adaptor.state_dict()))
             self.per_query.append(out[0])
         return out
+
+    def train_epoch(
+        self, adaptor: MatryoshkaAdaptor, module: torch.nn.Module, optimizer: torch.optim.Optimizer,
+        generator: torch.Generator, train: Supervision | None, desc: str,
+    ) -> float:
+        loss = super().train_epoch(adaptor, module, optimizer, generator, train, desc)
+        if self.averaging:
+            self.trained.append(copy.deepcopy(adaptor.state_dict()))
+        return loss
 
 
 def one_se_epoch(per_query: list[np.ndarray], scores: list[float], best: int) -> int:
@@ -71,10 +85,11 @@ def one_se_epoch(per_query: list[np.ndarray], scores: list[float], best: int) ->
 
 
 def finish(
-    trainer: RecordingTrainer, adaptor: MatryoshkaAdaptor, epoch: int, queries: Supervision, level: float
+    trainer: RecordingTrainer, adaptor: MatryoshkaAdaptor, epoch: int, queries: Supervision, level: float,
+    average: bool = False,
 ) -> dict[str, Any]:
-    """The stage's end for `epoch`: its paired test against the start, the tail test, the refit; the adaptor left as
-    main.py would save it."""
+    """The stage's end for `epoch`: its paired test against the start, the tail test, the refit (with `average`, its
+    last quarter of epochs' weights averaged); the adaptor left as main.py would save it."""
     c = trainer.config
     choice = EpochChoice.at_start(trainer.states[0], trainer.per_query[0], [], [], [], c.max_dim_drop)
     choice.best_state, choice.best_per_query, choice.best_epoch = trainer.states[epoch], trainer.per_query[epoch], epoch
@@ -83,7 +98,12 @@ def finish(
     adaptor.load_state_dict(trainer.states[kept])
     tail = trainer.test_learned_tail(adaptor, queries, trainer.per_query[kept]) if kept > 0 else None
     if kept > 0:
+        trainer.averaging, trainer.trained = average, []
         trainer.refit(adaptor, trainer.distributed(adaptor), trainer.states[0], kept)
+        trainer.averaging = False
+        if average:
+            last = trainer.trained[-max(1, round(kept / 4)):]
+            adaptor.load_state_dict({k: torch.stack([s[k] for s in last]).mean(dim=0) for k in last[0]})
     if tail is not None and not tail.accepted:
         adaptor.reset_tail(tail_start(trainer.dims, trainer.corpus.shape[1]))
     return {"epoch": epoch, "kept": kept, "test_accepted": bool(test and test.accepted)}
@@ -112,10 +132,10 @@ def run(args: argparse.Namespace) -> None:
         choice = EpochChoice.at_start(None, None, means[0], trainer.validate(None, choose), [], cfg.max_dim_drop)
         scores = [choice.score(m, []) for m in means]  # the stage's own criterion: -inf where a dim drops too far
         best = int(np.argmax(scores))
-        picks = {"best": best, "one_se": one_se_epoch(trainer.per_query, scores, best)}
+        picks = {"best": best, "one_se": one_se_epoch(trainer.per_query, scores, best), "best_averaged": best}
         row: dict[str, Any] = {"epochs_run": log.epochs_run, "stage_kept": log.best_epoch}
         for rule, epoch in picks.items():
-            row[rule] = finish(trainer, adaptor, epoch, choose, cfg.significance)
+            row[rule] = finish(trainer, adaptor, epoch, choose, cfg.significance, average=rule == "best_averaged")
             row[rule]["held_out"] = [round(s, 5) for s in trainer.validate(adaptor, held)]
         row["seconds"] = round(time.perf_counter() - start, 1)
         out[seed] = row
@@ -129,7 +149,8 @@ def run(args: argparse.Namespace) -> None:
         "per_seed": out,
         "mean": {r: [round(float(x), 4) for x in t.mean(axis=0)] for r, t in table.items()},
         "std": {r: [round(float(x), 4) for x in t.std(axis=0, ddof=1)] for r, t in table.items()},
-        "one_se_minus_best_mean": [round(float(x), 4) for x in (table["one_se"] - table["best"]).mean(axis=0)],
+        **{f"{r}_minus_best_mean": [round(float(x), 4) for x in (table[r] - table["best"]).mean(axis=0)]
+           for r in RULES[1:]},
     }
     write_json_atomic(Path(f"results/epoch_rule_{args.dataset}.json"), payload)
     for key in ("mean", "std"):
