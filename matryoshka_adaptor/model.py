@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import asdict
+from collections.abc import Sequence
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -75,6 +76,37 @@ class MatryoshkaAdaptor(nn.Module):
         out = self.mlp[-1]
         out.weight[start:] = 0
         out.bias[start:] = 0
+
+    @classmethod
+    @torch.no_grad()
+    def average(cls, members: Sequence[MatryoshkaAdaptor]) -> MatryoshkaAdaptor:
+        """One adaptor whose f is the mean of the members' f, exactly: their hidden units side by side (deeper layers
+        block-diagonal), the last layer scaled by 1/k. The members must share a start map and an architecture."""
+        first = members[0]
+        for other in members[1:]:
+            if (other.config.hidden_dim, other.config.num_hidden_layers) != (first.config.hidden_dim, first.config.num_hidden_layers):
+                raise InputError("average: expected members of one architecture")
+            if not (torch.equal(other.rotation, first.rotation) and torch.equal(other.center, first.center)):
+                raise InputError("average: expected members that share one start map")
+        config = replace(first.config, hidden_dim=first.config.hidden_dim * len(members))
+        merged = cls(config, first.rotation.cpu(), first.center.cpu()).to(first.device)
+        linears = [i for i, layer in enumerate(first.mlp) if isinstance(layer, nn.Linear)]
+        for n, i in enumerate(linears):
+            weights = [m.mlp[i].weight for m in members]
+            biases = [m.mlp[i].bias for m in members]
+            if n == 0:
+                weight, bias = torch.cat(weights, dim=0), torch.cat(biases)
+            elif n < len(linears) - 1:
+                weight, bias = torch.block_diag(*weights), torch.cat(biases)
+            else:
+                weight, bias = torch.cat(weights, dim=1) / len(members), torch.stack(biases).mean(dim=0)
+            merged.mlp[i].weight.copy_(weight)
+            merged.mlp[i].bias.copy_(bias)
+        return merged
+
+    def take_mlp(self, other: MatryoshkaAdaptor) -> None:
+        """Become `other` (same start map): its f and the config that describes f's width."""
+        self.mlp, self.config = other.mlp, other.config
 
     @property
     def device(self) -> torch.device:

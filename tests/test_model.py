@@ -50,6 +50,27 @@ def test_reset_tail_keeps_every_prefix_up_to_the_cut_and_restores_the_start_past
     assert torch.equal(after[:, 5:], a.rotate(x)[:, 5:]) and not torch.allclose(before[:, 5:], after[:, 5:])
 
 
+@pytest.mark.parametrize("layers", [1, 2])
+def test_average_is_exactly_the_mean_of_the_members_f(layers: int, tmp_path) -> None:
+    torch.manual_seed(1)
+    members = [MatryoshkaAdaptor(AdaptorConfig(input_dim=8, hidden_dim=16, num_hidden_layers=layers), pca_rotation(X))
+               for _ in range(3)]
+    for m in members:
+        torch.nn.init.normal_(m.mlp[-1].weight, std=0.1)
+        torch.nn.init.normal_(m.mlp[-1].bias, std=0.1)
+    merged = MatryoshkaAdaptor.average(members)
+    assert merged.config.hidden_dim == 48 and members[0].config.hidden_dim == 16
+    expected = np.mean([m.transform(X) for m in members], axis=0)
+    np.testing.assert_allclose(merged.transform(X), expected, atol=1e-5)
+    assert np.abs(members[0].transform(X) - expected).max() > 1e-3  # the members differ, so the mean means something
+    np.testing.assert_array_equal(MatryoshkaAdaptor.load(merged.save(tmp_path / "avg")).transform(X), merged.transform(X))
+
+
+def test_average_rejects_members_of_different_start_maps() -> None:
+    with pytest.raises(InputError, match="share one start map"):
+        MatryoshkaAdaptor.average([trained_like(), trained_like(pca_rotation(X))])
+
+
 def test_rotation_of_the_wrong_shape_is_rejected() -> None:
     with pytest.raises(InputError, match=r"expected shape \(8, 8\), got \(4, 4\)"):
         MatryoshkaAdaptor(AdaptorConfig(input_dim=8), np.eye(4))

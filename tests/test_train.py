@@ -1,3 +1,4 @@
+import copy
 from dataclasses import replace
 
 import numpy as np
@@ -89,6 +90,33 @@ def test_refit_trains_on_every_training_query_for_the_chosen_epoch_count() -> No
     assert kept.best_epoch == refit.best_epoch > 0 and (kept.refit_queries, refit.refit_queries) == (0, 160)
     assert not np.array_equal(kept_out, refit_out)
     assert refit_unseen > start + 0.2  # dim 4
+
+
+def test_refit_members_average_refits_that_differ_only_in_batch_order() -> None:
+    """refit_members=3: three refits from the stage's start, member k drawing its batches from seed + 2 + 1000k, and
+    the result is their mean exactly; member 0 is the single refit, so refit_members=1 changes nothing."""
+    docs, sup = planted(200, range(160))
+    trainer, adaptor = planted_trainer(docs, sup, refit=False)
+    start = copy.deepcopy(adaptor.state_dict())
+    train_rows, val_rows = split_validation(160, 0.25, 0)
+    epochs = trainer.run_stage(adaptor, "supervised", sup.subset(train_rows), sup.subset(val_rows)).best_epoch
+    assert epochs > 0
+    config, outs = trainer.config, {}
+    for seed, members in ((0, 1), (1000, 1), (2000, 1), (0, 3)):
+        trainer.config = replace(config, seed=seed, refit_members=members)
+        trainer.refit(adaptor, adaptor, start, epochs)
+        outs[seed, members] = adaptor.transform(docs[:5])
+        hidden = adaptor.config.hidden_dim
+        adaptor = trainer.new_adaptor("toy", {})  # a fresh one of the single width for the next refit
+    assert hidden == 3 * CONFIG["hidden_dim"]
+    singles = [outs[s, 1] for s in (0, 1000, 2000)]
+    assert np.abs(singles[0] - singles[1]).max() > 1e-4  # batch order alone moves the refit
+    np.testing.assert_allclose(outs[0, 3], np.mean(singles, axis=0), atol=1e-5)
+
+
+def test_refit_members_must_be_positive() -> None:
+    with pytest.raises(InputError, match="refit_members 0"):
+        TrainConfig(refit_members=0)
 
 
 def test_supervised_stage_is_dropped_when_its_gain_is_noise() -> None:
