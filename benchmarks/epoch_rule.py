@@ -36,7 +36,9 @@ from matryoshka_adaptor.errors import run_command  # noqa: E402
 from matryoshka_adaptor.eval import write_json_atomic  # noqa: E402
 from matryoshka_adaptor.losses import tail_start  # noqa: E402
 from matryoshka_adaptor.model import MatryoshkaAdaptor  # noqa: E402
-from matryoshka_adaptor.train import Supervision, Trainer, column_means, seed_everything, split_validation  # noqa: E402
+from matryoshka_adaptor.train import (  # noqa: E402
+    StageLog, Supervision, TrainConfig, Trainer, column_means, seed_everything, split_validation,
+)
 from matryoshka_adaptor.training.selection import EpochChoice  # noqa: E402
 
 HELD_OUT_SEED = 0  # the held-out 20% is the same for every training seed
@@ -109,25 +111,41 @@ def finish(
     return {"epoch": epoch, "kept": kept, "test_accepted": bool(test and test.accepted)}
 
 
-def run(args: argparse.Namespace) -> None:
-    run_keys, config = train_entry.parse_args([f"--dataset={args.dataset}"])
+def held_out_split(dataset: str) -> tuple[Any, TrainConfig, Supervision, Supervision]:
+    """(the dataset's embeddings, main.py's config for it, the 80% of training queries to train on, the held-out
+    20%), the split the same for every training seed."""
+    run_keys, config = train_entry.parse_args([f"--dataset={dataset}"])
     embedded, qrels, _ = train_entry.source_of(run_keys).load("train")
     sup = Supervision.from_qrels(qrels, embedded.query_index, embedded.query_embeddings, embedded.doc_index)
     inner_rows, held_rows = split_validation(len(sup.queries), config.val_fraction, HELD_OUT_SEED)
-    inner, held = sup.subset(inner_rows), sup.subset(held_rows)
+    return embedded, config, sup.subset(inner_rows), sup.subset(held_rows)
+
+
+def train_both_stages(
+    embedded: Any, config: TrainConfig, inner: Supervision, seed: int
+) -> tuple[RecordingTrainer, MatryoshkaAdaptor, StageLog, Supervision]:
+    """Both stages on `inner` as main.py trains them (its own seeded split of `inner` chooses the epoch), no refit,
+    every supervised state recorded: (trainer, adaptor at the kept epoch, the supervised log, the choosing split)."""
+    cfg = replace(config, seed=seed, refit=False)  # the callers refit
+    seed_everything(seed)
+    fit_rows, choose_rows = split_validation(len(inner.queries), cfg.val_fraction, seed)
+    fit, choose = inner.subset(fit_rows), inner.subset(choose_rows)
+    trainer = RecordingTrainer(embedded.doc_embeddings, cfg, "auto", evidence=inner)
+    adaptor = trainer.new_adaptor(embedded.base_model, {})
+    trainer.run_stage(adaptor, "unsupervised", fit, choose)
+    trainer.recording, trainer.states, trainer.per_query = True, [], []
+    log = trainer.run_stage(adaptor, "supervised", fit, choose)
+    trainer.recording = False
+    return trainer, adaptor, log, choose
+
+
+def run(args: argparse.Namespace) -> None:
+    embedded, config, inner, held = held_out_split(args.dataset)
     out: dict[int, Any] = {}
     for seed in ints(args.seeds):
         start = time.perf_counter()
-        cfg = replace(config, seed=seed, refit=False)  # refit below, once per rule
-        seed_everything(seed)
-        fit_rows, choose_rows = split_validation(len(inner.queries), cfg.val_fraction, seed)
-        fit, choose = inner.subset(fit_rows), inner.subset(choose_rows)
-        trainer = RecordingTrainer(embedded.doc_embeddings, cfg, "auto", evidence=inner)
-        adaptor = trainer.new_adaptor(embedded.base_model, {})
-        trainer.run_stage(adaptor, "unsupervised", fit, choose)
-        trainer.recording, trainer.states, trainer.per_query = True, [], []
-        log = trainer.run_stage(adaptor, "supervised", fit, choose)
-        trainer.recording = False
+        trainer, adaptor, log, choose = train_both_stages(embedded, config, inner, seed)
+        cfg = trainer.config
         means = [column_means(pq) for pq in trainer.per_query]  # as the stage scores its epochs
         choice = EpochChoice.at_start(None, None, means[0], trainer.validate(None, choose), [], cfg.max_dim_drop)
         scores = [choice.score(m, []) for m in means]  # the stage's own criterion: -inf where a dim drops too far

@@ -24,13 +24,12 @@ sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 import numpy as np  # noqa: E402
 
-import main as train_entry  # noqa: E402
-from benchmarks.epoch_rule import HELD_OUT_SEED, RecordingTrainer, finish  # noqa: E402
+from benchmarks.epoch_rule import finish, held_out_split, train_both_stages  # noqa: E402
 from benchmarks.suite import ints  # noqa: E402
 from matryoshka_adaptor.errors import InputError, run_command  # noqa: E402
 from matryoshka_adaptor.eval import write_json_atomic  # noqa: E402
 from matryoshka_adaptor.model import MatryoshkaAdaptor  # noqa: E402
-from matryoshka_adaptor.train import REFIT_MEMBER_STRIDE, Supervision, seed_everything, split_validation  # noqa: E402
+from matryoshka_adaptor.train import REFIT_MEMBER_STRIDE  # noqa: E402
 
 
 def rounded(scores: list[float]) -> list[float]:
@@ -40,23 +39,11 @@ def rounded(scores: list[float]) -> list[float]:
 def run(args: argparse.Namespace) -> None:
     if args.members < 2:
         raise InputError(f"--members={args.members}: expected at least 2 refits to average")
-    run_keys, config = train_entry.parse_args([f"--dataset={args.dataset}"])
-    embedded, qrels, _ = train_entry.source_of(run_keys).load("train")
-    sup = Supervision.from_qrels(qrels, embedded.query_index, embedded.query_embeddings, embedded.doc_index)
-    inner_rows, held_rows = split_validation(len(sup.queries), config.val_fraction, HELD_OUT_SEED)
-    inner, held = sup.subset(inner_rows), sup.subset(held_rows)
+    embedded, config, inner, held = held_out_split(args.dataset)
     out: dict[int, Any] = {}
     for seed in ints(args.seeds):
-        cfg = replace(config, seed=seed, refit=False)  # the refits below, one per member
-        seed_everything(seed)
-        fit_rows, choose_rows = split_validation(len(inner.queries), cfg.val_fraction, seed)
-        fit, choose = inner.subset(fit_rows), inner.subset(choose_rows)
-        trainer = RecordingTrainer(embedded.doc_embeddings, cfg, "auto", evidence=inner)
-        adaptor = trainer.new_adaptor(embedded.base_model, {})
-        trainer.run_stage(adaptor, "unsupervised", fit, choose)
-        trainer.recording, trainer.states, trainer.per_query = True, [], []
-        log = trainer.run_stage(adaptor, "supervised", fit, choose)
-        trainer.recording = False
+        trainer, adaptor, log, choose = train_both_stages(embedded, config, inner, seed)
+        cfg = trainer.config
         members = []
         for k in range(args.members):  # member k's batch order is the one --refit_members gives it
             trainer.config = replace(cfg, seed=seed + REFIT_MEMBER_STRIDE * k)
