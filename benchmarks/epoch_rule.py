@@ -126,7 +126,7 @@ def train_both_stages(
 ) -> tuple[RecordingTrainer, MatryoshkaAdaptor, StageLog, Supervision]:
     """Both stages on `inner` as main.py trains them (its own seeded split of `inner` chooses the epoch), no refit,
     every supervised state recorded: (trainer, adaptor at the kept epoch, the supervised log, the choosing split)."""
-    cfg = replace(config, seed=seed, refit=False)  # the callers refit
+    cfg = replace(config, seed=seed, refit=False, refit_members=1)  # the callers refit, one member per call
     seed_everything(seed)
     fit_rows, choose_rows = split_validation(len(inner.queries), cfg.val_fraction, seed)
     fit, choose = inner.subset(fit_rows), inner.subset(choose_rows)

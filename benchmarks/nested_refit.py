@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> None:
     for seed in ints(args.seeds):
         # the tail test off: it would reset the chosen epoch's tail but not the refit's (trained apart below), and
         # the question is the refit alone, as when results/nested_refit_scifact.json was made
-        cfg = replace(config, seed=seed, refit=False, test_tail=False)
+        cfg = replace(config, seed=seed, refit=False, test_tail=False, refit_members=1)  # one refit, as its file's
         seed_everything(seed)
         inner_rows, held_rows = split_validation(len(sup.queries), cfg.val_fraction, seed)
         inner, held = sup.subset(inner_rows), sup.subset(held_rows)

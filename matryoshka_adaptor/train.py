@@ -104,8 +104,9 @@ class TrainConfig:
     # the split held out (checked on held-out training queries only: benchmarks/nested_refit.py, README)
     refit: bool = True  # then retrain on all training queries for the chosen epoch count (comment above)
     # refits from the same start, each with its own batch order, averaged into one f (hidden width x members; exact):
-    # on held-out SciFact training queries the refit's batch order alone moves a dim by up to 0.045 (README)
-    refit_members: int = 1  # 1: one refit; k > 1 costs k refits (opt-in; comment above)
+    # on held-out SciFact training queries the refit's batch order alone moves a dim by up to 0.045, and two members
+    # raised every dim's mean on two CPUs (benchmarks/refit_members.py, README); each member is one more refit
+    refit_members: int = 2  # 1: one refit, as before this release; k: k refits averaged (comment above)
 
     def __post_init__(self) -> None:
         if self.dims is not None:
