@@ -5,9 +5,9 @@
 
 As benchmarks/epoch_rule.py: SciFact's training queries are split once (seed 0) into a held-out 20% and 80% to train
 on; both stages train on the 80% exactly as main.py trains them. The stage's epoch is then refit `members` times from
-its start, member k with the batch order of `--refit_members` (generator seed + 2 + 1000k; member 0 is the
-single refit of `--refit_members=1`), and the members' average is built as `--refit_members` builds it. Each member and the averages of the
-first 2 and of all are scored on the held-out 20% at every dim. The test split is never read.
+its start, member k with the batch order of `--refit_members` (generator seed + 2 + 1000k; member 0 is the single
+refit of `--refit_members=1`), and the members' average is built as `--refit_members` builds it. Each member and the
+averages of the first 2 and of all are scored on the held-out 20% at every dim. The test split is never read.
 Writes results/refit_members_<dataset>.json.
 """
 
