@@ -32,7 +32,7 @@ sys.path[0] = str(Path(__file__).resolve().parent.parent)
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from benchmarks.suite import base_model_args, data_root, ints, run_tag  # noqa: E402
+from benchmarks.suite import BAR_BASELINES, base_model_args, data_root, ints, run_tag  # noqa: E402
 from matryoshka_adaptor.baselines import StartMap  # noqa: E402
 from matryoshka_adaptor.data import DATA_ROOT_ENV  # noqa: E402
 from matryoshka_adaptor.data.sources import Source  # noqa: E402
@@ -47,7 +47,6 @@ from matryoshka_adaptor.serving.plans import Transform  # noqa: E402
 from matryoshka_adaptor.train import Supervision  # noqa: E402
 from matryoshka_adaptor.vectors import unit_rows  # noqa: E402
 
-TRAINING_FREE = ("base", "pca", "centred_rotation")  # base, centred PCA, centred-axes rotation: the unsupervised bar's maps
 RESAMPLES = 10_000
 
 
@@ -109,7 +108,7 @@ def collection(name: str, args: argparse.Namespace) -> dict[str, Any]:
     test = Supervision.from_qrels(qrels, embedded.query_index, embedded.query_embeddings, embedded.doc_index)
     judgments, docs = test.judgments, embedded.doc_embeddings
     dims = default_dims(docs.shape[1])
-    fixed = {m: full_width(StartMap(docs, BASELINES[m]).transform, docs, test.queries) for m in TRAINING_FREE}
+    fixed = {m: full_width(StartMap(docs, BASELINES[m]).transform, docs, test.queries) for m in BAR_BASELINES}
     trained_on = args.trained_on or name
     work = Path(args.work_dir) / args.tag
     adaptors = {
@@ -123,7 +122,7 @@ def collection(name: str, args: argparse.Namespace) -> dict[str, Any]:
         stage = {s: np.mean([per_query_ndcg(*vectors, judgments, dim) for vectors in runs], axis=0) for s, runs in adaptors.items()}
         row: dict[str, Any] = {"means": {k: round(float(v.mean()), 4) for k, v in {**base, **stage}.items()}}
         if trained_on == name or (trained_on == f"{PREFIX}{ALL}" and name.startswith(PREFIX)):  # the union trains on each language
-            best = max(TRAINING_FREE, key=lambda m: base[m].mean())
+            best = max(BAR_BASELINES, key=lambda m: base[m].mean())
             row["unsupervised_vs_best_training_free"] = {"best": best, **compare(stage["unsupervised"], base[best], 0.01)}
             row["supervised_vs_unsupervised"] = compare(stage["supervised"], stage["unsupervised"], 0.005)
         else:

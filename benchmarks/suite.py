@@ -12,7 +12,8 @@ and fine-tunes the base model itself with Sentence-Transformers' MatryoshkaLoss(
 the same training pairs (`--whitebox`), the white-box alternative. Encodings are cached and reused across seeds;
 adaptors already trained by the same config in --work_dir are reused (pass --fresh to retrain).
 Writes results/suite.json (per seed and mean ± std), plots/suite.png (one panel per collection, mean with a std
-band) and prints the tables. Another base model (`--model=sentence-transformers/all-mpnet-base-v2`, set up offline by
+band) and prints the tables; `--markdown` prints an earlier run's JSON as the README's tables (`--replot` redraws
+its plot). Another base model (`--model=sentence-transformers/all-mpnet-base-v2`, set up offline by
 benchmarks/setup_models.py, or a black-box `--encoder`) writes results/suite_<model>.json and plots/suite_<model>.png,
 with its own dim ladder and its runs under <work_dir>/<model>/. Settings other than the defaults (`--train_args`, e.g.
 the opt-in '--prefix_rotation=128') tag the files and the runs' folder the same way.
@@ -52,6 +53,8 @@ from matryoshka_adaptor.data.sources import Source  # noqa: E402
 logger = logging.getLogger("benchmarks.suite")
 
 METHODS = (*BASELINES, *ADAPTOR_STAGES)
+# The unsupervised do-no-harm bar's training-free maps: base, centred PCA, centred-axes rotation (not the uncentred one).
+BAR_BASELINES = ("base", "pca", "centred_rotation")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -73,6 +76,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--plot", default=None, help="default: plots/suite.png, plots/suite_<model>.png for another model")
     p.add_argument("--fresh", action="store_true", help="retrain even where --work_dir holds adaptors of the same config")
     p.add_argument("--replot", action="store_true", help="only redraw --plot from the --results JSON of an earlier run")
+    p.add_argument("--markdown", action="store_true", help="only print the --results JSON of an earlier run as the "
+                   "README's markdown tables")
     args = p.parse_args(argv)
     args.train_args = args.train_args.split()
     tag = run_tag(args.model, args.encoder, args.train_args)
@@ -321,15 +326,64 @@ def format_cross(cross: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def replot(args: argparse.Namespace) -> None:
+def read_results(args: argparse.Namespace) -> dict[str, Any]:
     path = Path(args.results)
     if not path.is_file():
-        raise InputError(f"{path}: no results to redraw; run the suite first")
-    plot(json.loads(path.read_text())["collections"], Path(args.plot))
+        raise InputError(f"{path}: no results of an earlier run; run the suite first")
+    return json.loads(path.read_text())
+
+
+def replot(args: argparse.Namespace) -> None:
+    plot(read_results(args)["collections"], Path(args.plot))
+
+
+LABELS = {"base": "base (truncated)", "pca": "PCA (centred)", "pca_rotation": "rotation, uncentred axes",
+          "centred_rotation": "rotation, centred axes", "unsupervised": "unsupervised adaptor",
+          "supervised": "**supervised adaptor**", "whitebox (fine-tuned)": "fine-tuned base model (white box)"}
+
+
+def worst_dim(by_dim: dict[str, float]) -> str:
+    dim = min(by_dim, key=by_dim.get)
+    return f"{by_dim[dim]:+.4f} ({dim})"
+
+
+def collection_markdown(name: str, r: dict[str, Any]) -> str:
+    """One collection's table (mean ± std over seeds; no spread shown where there is none) and its bars' lines."""
+    dims, ms = [str(d) for d in r["dims"]], r["mean_std"]
+    passed = sum(bool((s.get("test") or {}).get("accepted")) for run in r["runs"] for s in run["stages"] if s["stage"] == "supervised")
+    lines = [f"**{name}** ({r['n_documents']:,} documents, {r['n_test_queries']} test queries; supervised stage passed its "
+             f"test in {passed} of {len(r['runs'])} seeds; training {r['train_seconds']['mean']:.0f} ± "
+             f"{r['train_seconds']['std']:.0f} s a seed)", "",
+             "| method | " + " | ".join(dims) + " |", "|---|" + "---:|" * len(dims)]
+    for method, by_dim in ms.items():
+        cells = [f"{v['mean']:.4f}" + (f" ± {v['std']:.4f}" if v["std"] else "") for v in (by_dim[d] for d in dims)]
+        lines.append(f"| {LABELS.get(method, method)} | " + " | ".join(cells) + " |")
+    best = {d: max(ms[m][d]["mean"] for m in BAR_BASELINES) for d in dims}
+    unsup = {d: ms["unsupervised"][d]["mean"] - best[d] for d in dims}
+    sup = {d: ms["supervised"][d]["mean"] - ms["unsupervised"][d]["mean"] for d in dims}
+    lines += ["", f"Unsupervised − best of base, centred PCA and centred-axes rotation, worst dim: {worst_dim(unsup)}; "
+              f"supervised − unsupervised, worst dim: {worst_dim(sup)} (means over seeds)."]
+    return "\n".join(lines)
+
+
+def markdown(payload: dict[str, Any]) -> str:
+    """The README's tables: every collection, the white-box training time and the out-of-domain matrix."""
+    parts = [collection_markdown(name, r) for name, r in payload["collections"].items()]
+    for name, w in payload["whitebox"].items():
+        parts.append(f"White box on {name}: {np.mean(w['train_seconds']):.0f} ± {np.std(w['train_seconds'], ddof=1):.0f} "
+                     f"s of fine-tuning a seed.")
+    cross = payload["cross_domain_supervised"]
+    targets = list(next(iter(cross.values())))
+    rows = ["| trained on ↓ / applied to → | " + " | ".join(targets) + " |", "|---|" + "---:|" * len(targets)]
+    rows += [f"| {s} | " + " | ".join(f"{row[t]['gain_over_base_mean_over_dims']:+.4f}" for t in targets) + " |"
+             for s, row in cross.items()]
+    return "\n\n".join(parts + ["\n".join(rows)])
 
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
+    if args.markdown:
+        return run_command(lambda: print(markdown(read_results(args))))
     return run_command(lambda: replot(args) if args.replot else run(args))
 
 
