@@ -53,7 +53,8 @@ from matryoshka_adaptor.data.sources import Source  # noqa: E402
 logger = logging.getLogger("benchmarks.suite")
 
 METHODS = (*BASELINES, *ADAPTOR_STAGES)
-# The unsupervised do-no-harm bar's training-free maps: base, centred PCA, centred-axes rotation (not the uncentred one).
+# The unsupervised do-no-harm bar's training-free maps: base, centred PCA, the centred-axes rotation (not the
+# uncentred one).
 BAR_BASELINES = ("base", "pca", "centred_rotation")
 
 
@@ -350,9 +351,10 @@ def worst_dim(by_dim: dict[str, float]) -> str:
 def collection_markdown(name: str, r: dict[str, Any]) -> str:
     """One collection's table (mean ± std over seeds; no spread shown where there is none) and its bars' lines."""
     dims, ms = [str(d) for d in r["dims"]], r["mean_std"]
-    passed = sum(bool((s.get("test") or {}).get("accepted")) for run in r["runs"] for s in run["stages"] if s["stage"] == "supervised")
-    lines = [f"**{name}** ({r['n_documents']:,} documents, {r['n_test_queries']} test queries; supervised stage passed its "
-             f"test in {passed} of {len(r['runs'])} seeds; training {r['train_seconds']['mean']:.0f} ± "
+    passed = sum(bool((s.get("test") or {}).get("accepted"))
+                 for run in r["runs"] for s in run["stages"] if s["stage"] == "supervised")
+    lines = [f"**{name}** ({r['n_documents']:,} documents, {r['n_test_queries']} test queries; supervised stage "
+             f"passed its test in {passed} of {len(r['runs'])} seeds; training {r['train_seconds']['mean']:.0f} ± "
              f"{r['train_seconds']['std']:.0f} s a seed)", "",
              "| method | " + " | ".join(dims) + " |", "|---|" + "---:|" * len(dims)]
     for method, by_dim in ms.items():
@@ -361,8 +363,8 @@ def collection_markdown(name: str, r: dict[str, Any]) -> str:
     best = {d: max(ms[m][d]["mean"] for m in BAR_BASELINES) for d in dims}
     unsup = {d: ms["unsupervised"][d]["mean"] - best[d] for d in dims}
     sup = {d: ms["supervised"][d]["mean"] - ms["unsupervised"][d]["mean"] for d in dims}
-    lines += ["", f"Unsupervised − best of base, centred PCA and centred-axes rotation, worst dim: {worst_dim(unsup)}; "
-              f"supervised − unsupervised, worst dim: {worst_dim(sup)} (means over seeds)."]
+    lines += ["", f"Unsupervised − best of base, centred PCA and centred-axes rotation, worst dim: "
+              f"{worst_dim(unsup)}; supervised − unsupervised, worst dim: {worst_dim(sup)} (means over seeds)."]
     return "\n".join(lines)
 
 
@@ -370,8 +372,8 @@ def markdown(payload: dict[str, Any]) -> str:
     """The README's tables: every collection, the white-box training time and the out-of-domain matrix."""
     parts = [collection_markdown(name, r) for name, r in payload["collections"].items()]
     for name, w in payload["whitebox"].items():
-        parts.append(f"White box on {name}: {np.mean(w['train_seconds']):.0f} ± {np.std(w['train_seconds'], ddof=1):.0f} "
-                     f"s of fine-tuning a seed.")
+        seconds = w["train_seconds"]
+        parts.append(f"White box on {name}: {np.mean(seconds):.0f} ± {np.std(seconds, ddof=1):.0f} s of fine-tuning a seed.")
     cross = payload["cross_domain_supervised"]
     targets = list(next(iter(cross.values())))
     rows = ["| trained on ↓ / applied to → | " + " | ".join(targets) + " |", "|---|" + "---:|" * len(targets)]
