@@ -373,7 +373,8 @@ def markdown(payload: dict[str, Any]) -> str:
     parts = [collection_markdown(name, r) for name, r in payload["collections"].items()]
     for name, w in payload["whitebox"].items():
         seconds = w["train_seconds"]
-        parts.append(f"White box on {name}: {np.mean(seconds):.0f} ± {np.std(seconds, ddof=1):.0f} s of fine-tuning a seed.")
+        parts.append(f"White box on {name}: {np.mean(seconds):.0f} ± {np.std(seconds, ddof=1):.0f} s of fine-tuning "
+                     "a seed.")
     cross = payload["cross_domain_supervised"]
     targets = list(next(iter(cross.values())))
     rows = ["| trained on ↓ / applied to → | " + " | ".join(targets) + " |", "|---|" + "---:|" * len(targets)]
