@@ -372,9 +372,8 @@ def markdown(payload: dict[str, Any]) -> str:
     """The README's tables: every collection, the white-box training time and the out-of-domain matrix."""
     parts = [collection_markdown(name, r) for name, r in payload["collections"].items()]
     for name, w in payload["whitebox"].items():
-        seconds = w["train_seconds"]
-        parts.append(f"White box on {name}: {np.mean(seconds):.0f} ± {np.std(seconds, ddof=1):.0f} s of fine-tuning "
-                     "a seed.")
+        seconds = mean_std([{0: s} for s in w["train_seconds"]], (0,))["0"]  # as run() summarises training time
+        parts.append(f"White box on {name}: {seconds['mean']:.0f} ± {seconds['std']:.0f} s of fine-tuning a seed.")
     cross = payload["cross_domain_supervised"]
     targets = list(next(iter(cross.values())))
     rows = ["| trained on ↓ / applied to → | " + " | ".join(targets) + " |", "|---|" + "---:|" * len(targets)]
