@@ -7,7 +7,7 @@ means here; the weights alpha, beta, gamma that balance the terms live in the tr
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -57,7 +57,25 @@ def dim_weights(dims: Sequence[int], weighting: str) -> torch.Tensor:
 
 def prefix_cosine(a: torch.Tensor, b: torch.Tensor, dim: int) -> torch.Tensor:
     """Cosine similarity matrix (len(a), len(b)) between the first `dim` coordinates of a and of b."""
-    return F.normalize(a[..., :dim], dim=-1) @ F.normalize(b[..., :dim], dim=-1).transpose(-1, -2)
+    return next(prefix_cosines(a, b, (dim,)))
+
+
+def prefix_cosines(a: torch.Tensor, b: torch.Tensor, dims: Sequence[int], eps: float = 1e-12) -> Iterator[torch.Tensor]:
+    """prefix_cosine(a, b, m) for each m in increasing `dims`, one at a time. Dot products and squared norms are
+    summed block by block (the coordinates between consecutive dims), so each coordinate is multiplied once: a
+    matrix product over 384 columns for the default ladder instead of 1,392. Norms clamp at eps as F.normalize's do."""
+    dots: torch.Tensor | float = 0.0
+    sq_a: torch.Tensor | float = 0.0
+    sq_b: torch.Tensor | float = 0.0
+    lo = 0
+    for m in dims:
+        if m <= lo:
+            raise InputError(f"prefix dims {tuple(dims)}: expected strictly increasing")
+        x, y = a[..., lo:m], b[..., lo:m]
+        dots = dots + x @ y.transpose(-1, -2)
+        sq_a, sq_b = sq_a + x.pow(2).sum(-1), sq_b + y.pow(2).sum(-1)
+        yield dots / (sq_a.sqrt().clamp_min(eps)[..., :, None] * sq_b.sqrt().clamp_min(eps)[..., None, :])
+        lo = m
 
 
 def _rowwise_prefix_cosine(a: torch.Tensor, b: torch.Tensor, dim: int) -> torch.Tensor:
@@ -89,7 +107,7 @@ def pair_loss(
     rows = torch.arange(n, device=base.device)
     not_self[rows, rows + offset] = False
     target = prefix_cosine(base, base_cols, base.shape[1])[not_self]
-    gaps = [(prefix_cosine(adapted, adapted_cols, m)[not_self] - target).abs().mean() for m in dims]
+    gaps = [(s[not_self] - target).abs().mean() for s in prefix_cosines(adapted, adapted_cols, dims)]
     return torch.stack(gaps) @ weights.to(base.device)
 
 
@@ -141,8 +159,9 @@ def rank_loss(
     pair_weight = (relevance[q_idx, pos_idx][:, None] - relevance[q_idx]).clamp(min=0)  # (y_ij - y_ik)+: (P, n)
     share = 1.0 / (n_pos[q_idx].to(queries.dtype) * len(queries))  # mean over a query's j, then over queries
     per_dim = []
-    for m in dims:
-        s = (prefix_cosine(queries, docs, m) / temperature)[q_idx]  # (P, n): row i of s for each pair
+    for cosine in prefix_cosines(queries, docs, dims):
+        # (P, n): row i of s for each pair; index_select, as its backward adds rows where indexing's sorts them
+        s = (cosine / temperature).index_select(0, q_idx)
         pair_loss_ = F.softplus(s - s.gather(1, pos_idx[:, None])) * pair_weight
         per_dim.append(pair_loss_.sum(dim=1) @ share)
     return torch.stack(per_dim) @ weights.to(queries.device)

@@ -61,8 +61,10 @@ class MatryoshkaAdaptor(nn.Module):
         nn.init.zeros_(out.bias)
         self.mlp = nn.Sequential(*layers, out)
 
-    def forward(self, embeddings: torch.Tensor) -> torch.Tensor:
-        z = self.rotate(embeddings)
+    def forward(self, embeddings: torch.Tensor, rotated: bool = False) -> torch.Tensor:
+        """ĉe for base embeddings; with `rotated`, for start vectors z already rotated (a trainer rotates its corpus
+        once per start map instead of once per step)."""
+        z = embeddings if rotated else self.rotate(embeddings)
         return z + self.mlp(z)
 
     def rotate(self, embeddings: torch.Tensor) -> torch.Tensor:

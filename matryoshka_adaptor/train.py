@@ -28,7 +28,7 @@ from .losses import (
     default_dims,
     dim_weights,
     pair_loss,
-    prefix_cosine,
+    prefix_cosines,
     rank_loss,
     reconstruction_loss,
     tail_start,
@@ -273,6 +273,7 @@ def column_means(per_query: np.ndarray) -> list[float]:
     return [round(float(np.nanmean(col)), 5) for col in per_query.T]
 
 
+START_CACHE_BYTES = 2**30  # a corpus up to this size is also held rotated into the start space (Trainer.started)
 VALIDATION_BYTES = 2**26  # score-matrix budget when ranking the corpus for validation, a chunk at a time
 
 
@@ -311,6 +312,7 @@ class Trainer:
         self.doc_parts = torch.from_numpy(doc_parts).to(self.device) if doc_parts is not None else None
         self.part_rows = [np.flatnonzero(doc_parts == p) for p in range(int(doc_parts.max()) + 1)] if doc_parts is not None else []
         self.evidence = evidence
+        self._started: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None  # (rotation, centre, z): started()
         self.start_scores: dict[str, list[float]] = {}
         self.start, self.rotation, self.center = self.choose_start(corpus, doc_parts)
         # held-out documents whose full-dim neighbours score the unsupervised stage; never anchors
@@ -325,6 +327,18 @@ class Trainer:
     def start_space(self) -> torch.Tensor:
         """The corpus as the start map sees it for neighbours: centred for centred PCA (rotations keep them)."""
         return self.corpus - torch.from_numpy(self.center).to(self.device) if self.center is not None else self.corpus
+
+    @torch.no_grad()
+    def started(self, adaptor: MatryoshkaAdaptor, rows: torch.Tensor | slice) -> torch.Tensor:
+        """Corpus rows in the adaptor's start space, z = R·(ce − μ). A corpus within START_CACHE_BYTES is rotated
+        once per start map and read from then on (SciFact's supervised steps rotated all of it twice a step); a
+        larger one is rotated a batch at a time, as it is never held twice."""
+        if self.corpus.numel() * self.corpus.element_size() > START_CACHE_BYTES:
+            return adaptor.rotate(self.corpus[rows])
+        cached = self._started
+        if cached is None or not (torch.equal(cached[0], adaptor.rotation) and torch.equal(cached[1], adaptor.center)):
+            cached = self._started = (adaptor.rotation.clone(), adaptor.center.clone(), adaptor.rotate(self.corpus))
+        return cached[2][rows]
 
     def mine(self, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """The anchor documents (`rows`, or a seeded sample of train_corpus_size of them) and their k nearest in
@@ -429,16 +443,15 @@ class Trainer:
         nbr = self.neighbors[batch[lo:hi]]  # (b, k)
         docs = [anchors, nbr.flatten()] + ([candidates] if candidates is not None else [])
         rows, inverse = torch.unique(torch.cat(docs), return_inverse=True)
-        base = self.corpus[rows]
-        n_q = 0 if queries is None else len(queries)
-        out = module(base if queries is None else torch.cat([queries, base]))
-        adapted_q, adapted = out[:n_q], out[n_q:]
         # every unsupervised term measures against the start z = R·(ce − μ): its cosines are ce's for a rotation
-        z = adaptor.rotate(base)
+        z = self.started(adaptor, rows)
+        n_q = 0 if queries is None else len(queries)
+        out = module(z if queries is None else torch.cat([adaptor.rotate(queries), z]), rotated=True)
+        adapted_q, adapted = out[:n_q], out[n_q:]
         b = hi - lo
         a_pos, n_pos = inverse[:b], inverse[b : b + nbr.numel()].view(nbr.shape)
         l_topk = topk_loss(z[a_pos], adapted[a_pos], z[n_pos], adapted[n_pos], self.dims, self.weights)
-        columns = adaptor.rotate(self.corpus[self.anchors[batch]])  # L_pair pairs this share's anchors with the whole batch's
+        columns = self.started(adaptor, self.anchors[batch])  # L_pair pairs this share's anchors with the whole batch's
         adapted_columns = world.gather_rows(adapted[a_pos], len(batch))
         l_pair = pair_loss(z[a_pos], adapted[a_pos], self.dims, self.weights, columns, adapted_columns, offset=lo)
         l_rec = reconstruction_loss(z[a_pos], adapted[a_pos])
@@ -480,12 +493,11 @@ class Trainer:
         chunk = max(1, VALIDATION_BYTES // (4 * len(queries)))
         best: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * len(self.dims)
         for start in range(0, len(self.corpus), chunk):
-            docs = self.corpus[start : start + chunk]
-            docs = adaptor(docs) if adaptor is not None else docs
+            rows = slice(start, start + chunk)
+            docs = adaptor(self.started(adaptor, rows), rotated=True) if adaptor is not None else self.corpus[rows]
             # a query of a partitioned dataset never ranks another part's documents
             elsewhere = parts[:, None] != self.doc_parts[None, start : start + chunk] if parts is not None else None
-            for j, m in enumerate(self.dims):
-                scores = prefix_cosine(queries, docs, m)
+            for j, scores in enumerate(prefix_cosines(queries, docs, self.dims)):
                 if elsewhere is not None:
                     scores = scores.masked_fill(elsewhere, -float("inf"))
                 values, idx = scores.topk(min(k, scores.shape[1]), dim=1)

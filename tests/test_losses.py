@@ -12,6 +12,7 @@ from matryoshka_adaptor.losses import (
     neighbor_rank_loss,
     pair_loss,
     prefix_cosine,
+    prefix_cosines,
     rank_loss,
     reconstruction_loss,
     tail_start,
@@ -198,6 +199,21 @@ def test_prefix_cosine_uses_only_the_prefix() -> None:
     b = torch.tensor([[1.0, 0.0, -5.0]])
     assert prefix_cosine(a, b, 2).item() == pytest.approx(1.0)
     assert prefix_cosine(a, b, 3).item() == pytest.approx(-24 / 26)
+
+
+def test_prefix_cosines_equal_each_prefix_normalised_on_its_own() -> None:
+    g = torch.Generator().manual_seed(1)
+    a, b = torch.randn(5, 12, generator=g), torch.randn(7, 12, generator=g)
+    a[0, :3] = 0  # a zero prefix: cosine 0, as F.normalize's clamped norm gives
+    dims = (3, 4, 9, 12)
+    for m, cosine in zip(dims, prefix_cosines(a, b, dims), strict=True):
+        direct = F.normalize(a[:, :m], dim=-1) @ F.normalize(b[:, :m], dim=-1).T
+        assert torch.allclose(cosine, direct, atol=1e-6)
+
+
+def test_prefix_cosines_refuse_dims_out_of_order() -> None:
+    with pytest.raises(InputError, match=r"prefix dims \(4, 2\): expected strictly increasing"):
+        list(prefix_cosines(X, X, (4, 2)))
 
 
 @pytest.mark.parametrize("width", [64, 100, 384, 768, 1024, 1536])

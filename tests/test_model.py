@@ -36,6 +36,13 @@ def test_new_adaptor_with_pca_is_exactly_the_rotation() -> None:
     np.testing.assert_allclose(MatryoshkaAdaptor(AdaptorConfig(input_dim=8), r).transform(X), X @ r.T, atol=1e-5)
 
 
+def test_forward_of_rotated_vectors_equals_forward_of_base_vectors() -> None:
+    a = trained_like(pca_rotation(X))
+    x = torch.from_numpy(X)
+    assert torch.allclose(a(a.rotate(x), rotated=True), a(x), atol=1e-6)
+    assert not torch.allclose(a(x, rotated=True), a(x), atol=1e-2)  # the flag is not ignored
+
+
 def test_trained_like_adaptor_is_not_the_identity() -> None:
     assert np.abs(trained_like().transform(X) - X).max() > 1e-3  # so the round trips below test something
 

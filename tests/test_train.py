@@ -223,6 +223,23 @@ def test_validation_in_chunks_matches_a_dense_ndcg(monkeypatch: pytest.MonkeyPat
     assert trainer.validate(None, val) == dense
 
 
+def test_start_space_rows_are_the_rotated_corpus_cached_or_not(monkeypatch: pytest.MonkeyPatch) -> None:
+    trainer = Trainer(DOCS, TrainConfig(**CONFIG, input_rotation="centred_pca"), "cpu")
+    adaptor = trainer.new_adaptor("toy", {})
+    rows = torch.tensor([3, 0, 3, 119])
+    expected = adaptor.rotate(torch.from_numpy(DOCS[rows.numpy()]))
+    assert torch.allclose(trainer.started(adaptor, rows), expected, atol=1e-6)
+    with torch.no_grad():
+        adaptor.rotation.copy_(adaptor.rotation.flip(0))  # another start map: the cached rows must not be reused
+    assert torch.allclose(trainer.started(adaptor, rows), expected.flip(1), atol=1e-6)
+    torch.nn.init.normal_(adaptor.mlp[-1].weight, std=0.1)
+    val = SUP.subset(np.arange(10))
+    cached = trainer.validate(adaptor, val)
+    monkeypatch.setattr("matryoshka_adaptor.train.START_CACHE_BYTES", 0)  # a corpus too large to hold twice
+    assert torch.allclose(trainer.started(adaptor, rows), expected.flip(1), atol=1e-6)
+    assert trainer.validate(adaptor, val) == pytest.approx(cached, abs=1e-6)
+
+
 def test_unsupervised_losses_teach_short_prefixes_the_full_dim_neighbours() -> None:
     """Planted structure: the variance sits in the last 4 of 16 coordinates, so the identity start's 4-dim prefix
     keeps almost none of a document's full-dim neighbours (probe nDCG@10 about 0.24). L_topk and L_pair must move
