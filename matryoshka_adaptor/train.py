@@ -496,7 +496,7 @@ class Trainer:
             rows = slice(start, start + chunk)
             docs = adaptor(self.started(adaptor, rows), rotated=True) if adaptor is not None else self.corpus[rows]
             # a query of a partitioned dataset never ranks another part's documents
-            elsewhere = parts[:, None] != self.doc_parts[None, start : start + chunk] if parts is not None else None
+            elsewhere = parts[:, None] != self.doc_parts[None, rows] if parts is not None else None
             for j, scores in enumerate(prefix_cosines(queries, docs, self.dims)):
                 if elsewhere is not None:
                     scores = scores.masked_fill(elsewhere, -float("inf"))
