@@ -7,7 +7,7 @@ means here; the weights alpha, beta, gamma that balance the terms live in the tr
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -57,30 +57,80 @@ def dim_weights(dims: Sequence[int], weighting: str) -> torch.Tensor:
 
 def prefix_cosine(a: torch.Tensor, b: torch.Tensor, dim: int) -> torch.Tensor:
     """Cosine similarity matrix (len(a), len(b)) between the first `dim` coordinates of a and of b."""
-    return next(prefix_cosines(a, b, (dim,)))
+    return prefix_cosines(a, b, (dim,))[0]
 
 
-def prefix_cosines(a: torch.Tensor, b: torch.Tensor, dims: Sequence[int], eps: float = 1e-12) -> Iterator[torch.Tensor]:
-    """prefix_cosine(a, b, m) for each m in increasing `dims`, one at a time. Dot products and squared norms are
-    summed block by block (the coordinates between consecutive dims), so each coordinate is multiplied once: a
-    matrix product over 384 columns for the default ladder instead of 1,392. Norms clamp at eps as F.normalize's do."""
-    dots: torch.Tensor | float = 0.0
-    sq_a: torch.Tensor | float = 0.0
-    sq_b: torch.Tensor | float = 0.0
-    lo = 0
-    for m in dims:
-        if m <= lo:
-            raise InputError(f"prefix dims {tuple(dims)}: expected strictly increasing")
-        x, y = a[..., lo:m], b[..., lo:m]
-        dots = dots + x @ y.transpose(-1, -2)
-        sq_a, sq_b = sq_a + x.pow(2).sum(-1), sq_b + y.pow(2).sum(-1)
-        yield dots / (sq_a.sqrt().clamp_min(eps)[..., :, None] * sq_b.sqrt().clamp_min(eps)[..., None, :])
-        lo = m
+def prefix_cosines(a: torch.Tensor, b: torch.Tensor, dims: Sequence[int], eps: float = 1e-12) -> tuple[torch.Tensor, ...]:
+    """prefix_cosine(a, b, m) for each m in increasing `dims`: a (..., p, d) and b (..., n, d) give (..., p, n) each.
+    Norms clamp at eps as F.normalize's do."""
+    widths = [m - lo for lo, m in zip((0, *dims), dims)]
+    if any(w <= 0 for w in widths):
+        raise InputError(f"prefix dims {tuple(dims)}: expected strictly increasing")
+    return _PrefixCosines.apply(a, b, tuple(widths), eps)
 
 
-def _rowwise_prefix_cosine(a: torch.Tensor, b: torch.Tensor, dim: int) -> torch.Tensor:
-    """Cosine between a[i] (n, d) and each of b[i] (n, k, d) over the first `dim` coords: shape (n, k)."""
-    return torch.einsum("nd,nkd->nk", F.normalize(a[:, :dim], dim=-1), F.normalize(b[..., :dim], dim=-1))
+class _PrefixCosines(torch.autograd.Function):
+    """Dot products and squared norms summed block by block (the coordinates between consecutive dims), so each
+    coordinate is multiplied once: a matrix product over 384 columns for the default ladder instead of 1,392.
+    The gradient is written out, walking the dims from the widest down: autograd's made about twice as many passes
+    over each (p, n) matrix, and with SciFact's whole corpus as rank candidates those passes cost more than the
+    matrix products."""
+
+    @staticmethod
+    def forward(ctx, a: torch.Tensor, b: torch.Tensor, widths: tuple[int, ...], eps: float) -> tuple[torch.Tensor, ...]:
+        xs, ys = _blocks(a, widths), _blocks(b, widths)
+        dots: torch.Tensor | float = 0.0
+        sq_a: torch.Tensor | float = 0.0
+        sq_b: torch.Tensor | float = 0.0
+        outs, inv_a, inv_b, norm_grad_a, norm_grad_b = [], [], [], [], []
+        for x, y in zip(xs, ys):
+            dots = dots + x @ y.transpose(-1, -2)
+            sq_a, sq_b = sq_a + x.pow(2).sum(-1), sq_b + y.pow(2).sum(-1)
+            for sq, inv, norm_grad in ((sq_a, inv_a, norm_grad_a), (sq_b, inv_b, norm_grad_b)):
+                inv.append(sq.clamp_min(eps**2).rsqrt())
+                # 1 / |x|^2, or 0 where the norm is clamped: a constant passes no gradient
+                norm_grad.append(torch.where(sq >= eps**2, inv[-1] * inv[-1], 0.0))
+            outs.append(dots * inv_a[-1][..., :, None] * inv_b[-1][..., None, :])
+        ctx.save_for_backward(a, b, *outs, *inv_a, *inv_b, *norm_grad_a, *norm_grad_b)
+        ctx.widths = widths
+        ctx.set_materialize_grads(False)  # a dim nobody used passes None, and no zeros are made for it
+        return tuple(outs)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, *grads: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        a, b, *saved = ctx.saved_tensors
+        k = len(ctx.widths)
+        outs, inv_a, inv_b, norm_grad_a, norm_grad_b = (saved[i * k : (i + 1) * k] for i in range(5))
+        xs, ys = _blocks(a, ctx.widths), _blocks(b, ctx.widths)
+        # block t feeds every dim from t on: carry the sums over those dims from the widest down
+        # d cos / d dots = inv_a inv_b;  d cos / d x through the norm = -cos x / |x|^2 (and b's alike)
+        dots_grad: torch.Tensor | float = 0.0
+        coef_a: torch.Tensor | float = 0.0
+        coef_b: torch.Tensor | float = 0.0
+        grad_a, grad_b = [None] * k, [None] * k
+        for t in reversed(range(k)):
+            g = grads[t]
+            if g is not None:
+                dots_grad = dots_grad + g * inv_a[t][..., :, None] * inv_b[t][..., None, :]
+                g_cos = g * outs[t]
+                coef_a = coef_a - g_cos.sum(-1) * norm_grad_a[t]
+                coef_b = coef_b - g_cos.sum(-2) * norm_grad_b[t]
+            if isinstance(dots_grad, float):  # no dim from t on has a gradient
+                grad_a[t], grad_b[t] = torch.zeros_like(xs[t]), torch.zeros_like(ys[t])
+                continue
+            grad_a[t] = dots_grad @ ys[t] + coef_a[..., None] * xs[t]
+            grad_b[t] = dots_grad.transpose(-1, -2) @ xs[t] + coef_b[..., None] * ys[t]
+        rest = a.shape[-1] - sum(ctx.widths)  # coordinates no dim reads
+        if rest:
+            grad_a.append(a.new_zeros((*a.shape[:-1], rest)))
+            grad_b.append(b.new_zeros((*b.shape[:-1], rest)))
+        return torch.cat(grad_a, -1), torch.cat(grad_b, -1), None, None
+
+
+def _blocks(x: torch.Tensor, widths: tuple[int, ...]) -> tuple[torch.Tensor, ...]:
+    """The coordinates between consecutive dims, as views."""
+    return x[..., : sum(widths)].split(list(widths), dim=-1)
 
 
 def pair_loss(
@@ -103,12 +153,13 @@ def pair_loss(
     n, n_cols = base.shape[0], base_cols.shape[0]
     if n_cols < 2:
         raise InputError(f"pair_loss: expected a batch of at least 2 embeddings, got {n_cols}")
-    not_self = torch.ones((n, n_cols), dtype=torch.bool, device=base.device)
+    # a 0/1 weight rather than boolean indexing: indexing's backward scatters into a zeroed matrix at every dim
+    not_self = torch.ones((n, n_cols), dtype=base.dtype, device=base.device)
     rows = torch.arange(n, device=base.device)
-    not_self[rows, rows + offset] = False
-    target = prefix_cosine(base, base_cols, base.shape[1])[not_self]
-    gaps = [(s[not_self] - target).abs().mean() for s in prefix_cosines(adapted, adapted_cols, dims)]
-    return torch.stack(gaps) @ weights.to(base.device)
+    not_self[rows, rows + offset] = 0
+    target = prefix_cosine(base, base_cols, base.shape[1])
+    gaps = [((s - target).abs() * not_self).sum() for s in prefix_cosines(adapted, adapted_cols, dims)]
+    return torch.stack(gaps) @ weights.to(base.device) / (n * n_cols - n)
 
 
 def topk_loss(
@@ -120,8 +171,9 @@ def topk_loss(
     weights: torch.Tensor,
 ) -> torch.Tensor:
     """L_topk: like L_pair but over j in NN_k(i): anchors (n, d), their neighbours (n, k, d)."""
-    target = _rowwise_prefix_cosine(base, base_neighbors, base.shape[1])
-    gaps = [(_rowwise_prefix_cosine(adapted, adapted_neighbors, m) - target).abs().mean() for m in dims]
+    # each anchor as a batch of one row against its k neighbours: (n, 1, k) cosines
+    target = prefix_cosine(base[:, None], base_neighbors, base.shape[1])
+    gaps = [(s - target).abs().mean() for s in prefix_cosines(adapted[:, None], adapted_neighbors, dims)]
     return torch.stack(gaps) @ weights.to(base.device)
 
 
@@ -158,13 +210,39 @@ def rank_loss(
     q_idx, pos_idx = positive.nonzero(as_tuple=True)  # (P,) each
     pair_weight = (relevance[q_idx, pos_idx][:, None] - relevance[q_idx]).clamp(min=0)  # (y_ij - y_ik)+: (P, n)
     share = 1.0 / (n_pos[q_idx].to(queries.dtype) * len(queries))  # mean over a query's j, then over queries
-    per_dim = []
-    for cosine in prefix_cosines(queries, docs, dims):
-        # (P, n): row i of s for each pair; index_select, as its backward adds rows where indexing's sorts them
-        s = (cosine / temperature).index_select(0, q_idx)
-        pair_loss_ = F.softplus(s - s.gather(1, pos_idx[:, None])) * pair_weight
-        per_dim.append(pair_loss_.sum(dim=1) @ share)
+    pair_weight = pair_weight * share[:, None]
+    per_dim = [_PairSoftplus.apply(cosine, q_idx, pos_idx, pair_weight, temperature)
+               for cosine in prefix_cosines(queries, docs, dims)]
     return torch.stack(per_dim) @ weights.to(queries.device)
+
+
+class _PairSoftplus(torch.autograd.Function):
+    """sum over pairs p = (query i, relevant doc j) and docs k of w_pk softplus((s_ik - s_ij) / T), s a (q, n)
+    cosine matrix, with its gradient written out: autograd's made about three times as many passes over the
+    (pairs, docs) matrix at every dim, which on SciFact cost more than the matrix products."""
+
+    @staticmethod
+    def forward(ctx, s: torch.Tensor, q_idx: torch.Tensor, pos_idx: torch.Tensor, weight: torch.Tensor,
+                temperature: float) -> torch.Tensor:
+        one_each = len(q_idx) == len(s)  # every query has one relevant document (q_idx is sorted): rows are s's own
+        rows = s if one_each else s.index_select(0, q_idx)
+        diff = (rows - rows.gather(1, pos_idx[:, None])).div_(temperature)
+        # d/d diff of softplus is the sigmoid; the 1/T of the chain rule is folded in here, once
+        ctx.save_for_backward(torch.sigmoid(diff).mul_(weight).div_(temperature), q_idx, pos_idx)
+        ctx.one_each, ctx.shape = one_each, s.shape
+        return F.softplus(diff).mul_(weight).sum()
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        pair_grad, q_idx, pos_idx = ctx.saved_tensors
+        pair_grad = pair_grad * grad  # (P, n): d loss / d s_ik of each pair's row
+        # s_ij sits in every difference of its pair's row with a minus sign
+        at_positive = -pair_grad.sum(dim=1, keepdim=True)
+        pair_grad.scatter_add_(1, pos_idx[:, None], at_positive)
+        if ctx.one_each:
+            return pair_grad, None, None, None, None
+        return pair_grad.new_zeros(ctx.shape).index_add_(0, q_idx, pair_grad), None, None, None, None
 
 
 def neighbor_rank_loss(

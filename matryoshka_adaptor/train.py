@@ -274,7 +274,7 @@ def column_means(per_query: np.ndarray) -> list[float]:
 
 
 START_CACHE_BYTES = 2**30  # a corpus up to this size is also held rotated into the start space (Trainer.started)
-VALIDATION_BYTES = 2**26  # score-matrix budget when ranking the corpus for validation, a chunk at a time
+VALIDATION_BYTES = 2**29  # score-matrix budget (all dims) when ranking the corpus for validation, a chunk at a time
 
 
 class Trainer:
@@ -490,7 +490,7 @@ class Trainer:
         queries = adaptor(queries) if adaptor is not None else queries
         parts = self.parts_of(val)
         parts = torch.from_numpy(parts).to(self.device) if parts is not None else None
-        chunk = max(1, VALIDATION_BYTES // (4 * len(queries)))
+        chunk = max(1, VALIDATION_BYTES // (4 * len(queries) * len(self.dims)))  # every dim's scores at once
         best: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * len(self.dims)
         for start in range(0, len(self.corpus), chunk):
             rows = slice(start, start + chunk)

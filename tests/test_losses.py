@@ -103,23 +103,46 @@ def test_rank_loss_averages_queries() -> None:
     assert rank_loss(q, docs, rel, [2], W1, 1.0) == pytest.approx(expected, rel=1e-5)
 
 
-def test_rank_loss_is_the_formula_summed_pair_by_pair() -> None:
-    """Queries with different numbers of relevant documents and graded labels, against the definition written as
-    loops: per dim, the mean over queries of (1 / |relevant|) sum_{j,k: y_ij > y_ik} (y_ij - y_ik) softplus(...)."""
-    g = torch.Generator().manual_seed(1)
-    q, docs = torch.randn(3, 8, generator=g), torch.randn(7, 8, generator=g)
-    rel = torch.tensor([[2.0, 0, 0, 1, 0, 0, 0], [0, 0, 0, 0, 0, 3, 0], [1, 1, 2, 0, 0, 0, 1]])
-    dims, weights, t = [4, 8], W2, 0.3
-    expected = 0.0
+def rank_formula(q: torch.Tensor, docs: torch.Tensor, rel: torch.Tensor, dims: list[int], weights: torch.Tensor,
+                 t: float) -> torch.Tensor:
+    """L_rank written as loops: per dim, the mean over queries of
+    (1 / |relevant|) sum_{j,k: y_ij > y_ik} (y_ij - y_ik) softplus((s_ik - s_ij) / t)."""
+    n = len(docs)
+    total = torch.zeros((), dtype=q.dtype)
     for w, m in zip(weights.tolist(), dims):
-        s = prefix_cosine(q, docs, m) / t
+        s = normalised_prefix_cosine(q, docs, m) / t
         per_query = [
-            sum((y[j] - y[k]) * F.softplus(s[i, k] - s[i, j]) for j in range(7) for k in range(7) if y[j] > y[k])
+            sum((y[j] - y[k]) * F.softplus(s[i, k] - s[i, j]) for j in range(n) for k in range(n) if y[j] > y[k])
             / int((y > 0).sum())
             for i, y in enumerate(rel)
         ]
-        expected += w * float(sum(per_query)) / len(rel)
-    assert rank_loss(q, docs, rel, dims, weights, t).item() == pytest.approx(expected, rel=1e-5)
+        total = total + w * sum(per_query) / len(rel)
+    return total
+
+
+GRADED = torch.tensor([[2.0, 0, 0, 1, 0, 0, 0], [0, 0, 0, 0, 0, 3, 0], [1, 1, 2, 0, 0, 0, 1]])
+ONE_EACH = torch.tensor([[0.0, 0, 1, 0, 0, 0, 0], [1.0, 0, 0, 0, 0, 0, 0], [0.0, 0, 0, 0, 0, 0, 1]])
+
+
+def test_rank_loss_is_the_formula_summed_pair_by_pair() -> None:
+    """Queries with different numbers of relevant documents and graded labels."""
+    g = torch.Generator().manual_seed(1)
+    q, docs = torch.randn(3, 8, generator=g), torch.randn(7, 8, generator=g)
+    expected = rank_formula(q, docs, GRADED, [4, 8], W2, 0.3).item()
+    assert rank_loss(q, docs, GRADED, [4, 8], W2, 0.3).item() == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("rel", [GRADED, ONE_EACH], ids=["graded", "one relevant each"])
+def test_rank_loss_gradient_is_the_formula_s(rel: torch.Tensor) -> None:
+    """The hand-written backward against autograd through the loops, for queries and documents alike."""
+    g = torch.Generator().manual_seed(2)
+    q = torch.randn(3, 8, generator=g, dtype=torch.float64, requires_grad=True)
+    docs = torch.randn(7, 8, generator=g, dtype=torch.float64, requires_grad=True)
+    rel, weights = rel.double(), W2.double()
+    got = torch.autograd.grad(rank_loss(q, docs, rel, [4, 8], weights, 0.3), (q, docs))
+    want = torch.autograd.grad(rank_formula(q, docs, rel, [4, 8], weights, 0.3), (q, docs))
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b)
 
 
 @pytest.mark.parametrize(
@@ -201,19 +224,48 @@ def test_prefix_cosine_uses_only_the_prefix() -> None:
     assert prefix_cosine(a, b, 3).item() == pytest.approx(-24 / 26)
 
 
+def normalised_prefix_cosine(a: torch.Tensor, b: torch.Tensor, m: int) -> torch.Tensor:
+    """The definition, each prefix normalised on its own, differentiated by autograd."""
+    return F.normalize(a[..., :m], dim=-1) @ F.normalize(b[..., :m], dim=-1).transpose(-1, -2)
+
+
 def test_prefix_cosines_equal_each_prefix_normalised_on_its_own() -> None:
     g = torch.Generator().manual_seed(1)
     a, b = torch.randn(5, 12, generator=g), torch.randn(7, 12, generator=g)
     a[0, :3] = 0  # a zero prefix: cosine 0, as F.normalize's clamped norm gives
     dims = (3, 4, 9, 12)
     for m, cosine in zip(dims, prefix_cosines(a, b, dims), strict=True):
-        direct = F.normalize(a[:, :m], dim=-1) @ F.normalize(b[:, :m], dim=-1).T
-        assert torch.allclose(cosine, direct, atol=1e-6)
+        assert torch.allclose(cosine, normalised_prefix_cosine(a, b, m), atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("a_shape", "b_shape", "dims", "used"),
+    [
+        ((5, 12), (7, 12), (3, 4, 9, 12), (0, 1, 2, 3)),
+        ((5, 12), (7, 12), (3, 4, 9), (0, 2)),  # coordinates no dim reads; a dim whose cosines go unused
+        ((5, 12), (7, 12), (3, 4, 9), (0,)),  # the widest dims unused
+        ((5, 1, 12), (5, 4, 12), (2, 6, 12), (0, 1, 2)),  # a batch of rows, each against its own k (L_topk's shape)
+    ],
+    ids=["every dim", "some dims", "narrowest only", "batched"],
+)
+def test_prefix_cosines_gradient_is_the_definition_s(a_shape, b_shape, dims, used) -> None:
+    g = torch.Generator().manual_seed(3)
+    a = torch.randn(a_shape, generator=g, dtype=torch.float64)
+    b = torch.randn(b_shape, generator=g, dtype=torch.float64)
+    a[0, ..., :2] = 0  # a zero prefix: its clamped norm passes no gradient, as F.normalize's
+    a.requires_grad_(), b.requires_grad_()
+    upstream = [torch.randn(a_shape[:-1] + b_shape[-2:-1], generator=g, dtype=torch.float64) for _ in dims]
+    got = torch.autograd.grad(sum((prefix_cosines(a, b, dims)[i] * upstream[i]).sum() for i in used), (a, b))
+    want = torch.autograd.grad(
+        sum((normalised_prefix_cosine(a, b, dims[i]) * upstream[i]).sum() for i in used), (a, b)
+    )
+    for x, y in zip(got, want):
+        torch.testing.assert_close(x, y)
 
 
 def test_prefix_cosines_refuse_dims_out_of_order() -> None:
     with pytest.raises(InputError, match=r"prefix dims \(4, 2\): expected strictly increasing"):
-        list(prefix_cosines(X, X, (4, 2)))
+        prefix_cosines(X, X, (4, 2))
 
 
 @pytest.mark.parametrize("width", [64, 100, 384, 768, 1024, 1536])

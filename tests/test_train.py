@@ -219,7 +219,7 @@ def test_validation_in_chunks_matches_a_dense_ndcg(monkeypatch: pytest.MonkeyPat
     queries, docs = torch.from_numpy(val.queries), torch.from_numpy(DOCS)
     dense = [round(ndcg_at_k(prefix_cosine(queries, docs, m), val.relevance(np.arange(10), torch.arange(120))), 5) for m in (4, 8, 16)]
     assert trainer.validate(None, val) == dense
-    monkeypatch.setattr("matryoshka_adaptor.train.VALIDATION_BYTES", 4 * 10 * 7)  # chunks of 7 documents
+    monkeypatch.setattr("matryoshka_adaptor.train.VALIDATION_BYTES", 4 * 10 * 3 * 7)  # 3 dims: chunks of 7 documents
     assert trainer.validate(None, val) == dense
 
 
