@@ -79,18 +79,18 @@ class _PrefixCosines(torch.autograd.Function):
     @staticmethod
     def forward(ctx, a: torch.Tensor, b: torch.Tensor, widths: tuple[int, ...], eps: float) -> tuple[torch.Tensor, ...]:
         xs, ys = _blocks(a, widths), _blocks(b, widths)
-        dots: torch.Tensor | float = 0.0
+        dots: torch.Tensor | None = None
         sq_a: torch.Tensor | float = 0.0
         sq_b: torch.Tensor | float = 0.0
         outs, inv_a, inv_b, norm_grad_a, norm_grad_b = [], [], [], [], []
         for x, y in zip(xs, ys):
-            dots = dots + x @ y.transpose(-1, -2)
+            dots = _add_product(dots, x, y)
             sq_a, sq_b = sq_a + x.pow(2).sum(-1), sq_b + y.pow(2).sum(-1)
             for sq, inv, norm_grad in ((sq_a, inv_a, norm_grad_a), (sq_b, inv_b, norm_grad_b)):
                 inv.append(sq.clamp_min(eps**2).rsqrt())
                 # 1 / |x|^2, or 0 where the norm is clamped: a constant passes no gradient
                 norm_grad.append(torch.where(sq >= eps**2, inv[-1] * inv[-1], 0.0))
-            outs.append(dots * inv_a[-1][..., :, None] * inv_b[-1][..., None, :])
+            outs.append(torch.mul(dots, inv_a[-1][..., :, None]).mul_(inv_b[-1][..., None, :]))
         ctx.save_for_backward(a, b, *outs, *inv_a, *inv_b, *norm_grad_a, *norm_grad_b)
         ctx.widths = widths
         ctx.set_materialize_grads(False)  # a dim nobody used passes None, and no zeros are made for it
@@ -105,18 +105,19 @@ class _PrefixCosines(torch.autograd.Function):
         xs, ys = _blocks(a, ctx.widths), _blocks(b, ctx.widths)
         # block t feeds every dim from t on: carry the sums over those dims from the widest down
         # d cos / d dots = inv_a inv_b;  d cos / d x through the norm = -cos x / |x|^2 (and b's alike)
-        dots_grad: torch.Tensor | float = 0.0
+        dots_grad: torch.Tensor | None = None
         coef_a: torch.Tensor | float = 0.0
         coef_b: torch.Tensor | float = 0.0
         grad_a, grad_b = [None] * k, [None] * k
         for t in reversed(range(k)):
             g = grads[t]
             if g is not None:
-                dots_grad = dots_grad + g * inv_a[t][..., :, None] * inv_b[t][..., None, :]
+                scaled = torch.mul(g, inv_a[t][..., :, None]).mul_(inv_b[t][..., None, :])
+                dots_grad = scaled if dots_grad is None else dots_grad.add_(scaled)
                 g_cos = g * outs[t]
                 coef_a = coef_a - g_cos.sum(-1) * norm_grad_a[t]
                 coef_b = coef_b - g_cos.sum(-2) * norm_grad_b[t]
-            if isinstance(dots_grad, float):  # no dim from t on has a gradient
+            if dots_grad is None:  # no dim from t on has a gradient
                 grad_a[t], grad_b[t] = torch.zeros_like(xs[t]), torch.zeros_like(ys[t])
                 continue
             grad_a[t] = dots_grad @ ys[t] + coef_a[..., None] * xs[t]
@@ -126,6 +127,15 @@ class _PrefixCosines(torch.autograd.Function):
             grad_a.append(a.new_zeros((*a.shape[:-1], rest)))
             grad_b.append(b.new_zeros((*b.shape[:-1], rest)))
         return torch.cat(grad_a, -1), torch.cat(grad_b, -1), None, None
+
+
+def _add_product(dots: torch.Tensor | None, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """dots + x yᵀ (batched over leading dims), written into dots itself."""
+    if dots is None:
+        return x @ y.transpose(-1, -2)
+    if dots.dim() == 2:  # the big case (queries against candidates): addmm adds as it multiplies
+        return dots.addmm_(x, y.T)
+    return dots.add_(x @ y.transpose(-1, -2))
 
 
 def _blocks(x: torch.Tensor, widths: tuple[int, ...]) -> tuple[torch.Tensor, ...]:
