@@ -21,6 +21,7 @@ import copy
 import math
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -111,10 +112,10 @@ def finish(
     return {"epoch": epoch, "kept": kept, "test_accepted": bool(test and test.accepted)}
 
 
-def held_out_split(dataset: str) -> tuple[Any, TrainConfig, Supervision, Supervision]:
-    """(the dataset's embeddings, main.py's config for it, the 80% of training queries to train on, the held-out
-    20%), the split the same for every training seed."""
-    run_keys, config = train_entry.parse_args([f"--dataset={dataset}"])
+def held_out_split(dataset: str, settings: Sequence[str] = ()) -> tuple[Any, TrainConfig, Supervision, Supervision]:
+    """(the dataset's embeddings, main.py's config for it with `settings` ('--key=value' as main.py takes them),
+    the 80% of training queries to train on, the held-out 20%), the split the same for every training seed."""
+    run_keys, config = train_entry.parse_args([f"--dataset={dataset}", *settings])
     embedded, qrels, _ = train_entry.source_of(run_keys).load("train")
     sup = Supervision.from_qrels(qrels, embedded.query_index, embedded.query_embeddings, embedded.doc_index)
     inner_rows, held_rows = split_validation(len(sup.queries), config.val_fraction, HELD_OUT_SEED)

@@ -24,12 +24,11 @@ sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 import numpy as np  # noqa: E402
 
-import main as train_entry  # noqa: E402
-from benchmarks.epoch_rule import HELD_OUT_SEED  # noqa: E402
+from benchmarks.epoch_rule import held_out_split  # noqa: E402
 from benchmarks.suite import ints  # noqa: E402
 from matryoshka_adaptor.errors import run_command  # noqa: E402
 from matryoshka_adaptor.eval import write_json_atomic  # noqa: E402
-from matryoshka_adaptor.train import Supervision, Trainer, seed_everything, split_validation  # noqa: E402
+from matryoshka_adaptor.train import Trainer, seed_everything, split_validation  # noqa: E402
 
 
 def settings_args(settings: str) -> list[str]:
@@ -38,11 +37,7 @@ def settings_args(settings: str) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> None:
-    run_keys, config = train_entry.parse_args([f"--dataset={args.dataset}", *settings_args(args.set)])
-    embedded, qrels, _ = train_entry.source_of(run_keys).load("train")
-    sup = Supervision.from_qrels(qrels, embedded.query_index, embedded.query_embeddings, embedded.doc_index)
-    inner_rows, held_rows = split_validation(len(sup.queries), config.val_fraction, HELD_OUT_SEED)
-    inner, held = sup.subset(inner_rows), sup.subset(held_rows)
+    embedded, config, inner, held = held_out_split(args.dataset, settings_args(args.set))
     out: dict[int, Any] = {}
     for seed in ints(args.seeds):
         cfg = replace(config, seed=seed)
