@@ -71,6 +71,7 @@ DATASET_CONFIGS: dict[str, dict[str, Any]] = {
         "train_corpus_size": 50_000,  # the paper's corpus sample for the unsupervised terms
         "val_fraction": 0.02,  # 1.7k validation queries, each ranked against all 5.2M documents every epoch
         "patience": 3,  # 330 supervised steps an epoch at the batch size below: 3 epochs without gain end a stage
+        "sup_patience": 3,  # the same for the supervised stage
         "sup_batch_size": 256,
     },
 }

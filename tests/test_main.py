@@ -34,7 +34,7 @@ def test_unknown_stage_is_refused_before_any_work(tmp_path) -> None:
 
 def test_named_dataset_config_applies_before_overrides() -> None:
     _, config = main.parse_args(["--dataset=hotpotqa", "--sup_epochs=5"])
-    assert config.train_corpus_size == 50_000 and config.patience == 3 and config.sup_epochs == 5
+    assert config.train_corpus_size == 50_000 and config.patience == config.sup_patience == 3 and config.sup_epochs == 5
     assert main.parse_args([])[1].train_corpus_size is None
 
 

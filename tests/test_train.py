@@ -49,7 +49,7 @@ def planted(n: int, labelled: range) -> tuple[np.ndarray, Supervision]:
 def planted_trainer(docs: np.ndarray, sup: Supervision, **overrides) -> tuple[Trainer, MatryoshkaAdaptor]:
     """A seeded trainer on planted data with room for the supervised stage to find the topic, and a fresh adaptor."""
     seed_everything(0)
-    config = TrainConfig(**{**CONFIG, "sup_epochs": 30, "patience": 30, "sup_batch_size": 16, **overrides}, seed=0)
+    config = TrainConfig(**{**CONFIG, "sup_epochs": 30, "sup_patience": 30, "sup_batch_size": 16, **overrides}, seed=0)
     trainer = Trainer(docs, config, "cpu", evidence=sup)
     return trainer, trainer.new_adaptor("toy", {})
 
@@ -125,13 +125,24 @@ def test_supervised_stage_is_dropped_when_its_gain_is_noise() -> None:
     random_qrels = {f"q{i}": {f"d{int(rng.integers(120))}": 1} for i in range(40)}
     noise = Supervision.from_qrels(random_qrels, {f"q{i}": i for i in range(40)}, QUERIES, {f"d{i}": i for i in range(120)})
     seed_everything(0)
-    trainer = Trainer(DOCS, TrainConfig(**{**CONFIG, "sup_epochs": 30, "patience": 30}, seed=0), "cpu", evidence=noise)
+    trainer = Trainer(DOCS, TrainConfig(**{**CONFIG, "sup_epochs": 30, "sup_patience": 30}, seed=0), "cpu", evidence=noise)
     adaptor = trainer.new_adaptor("toy", {})
     start = {k: v.clone() for k, v in adaptor.state_dict().items()}
     train_rows, val_rows = split_validation(40, 0.25, 0)
     log = trainer.run_stage(adaptor, "supervised", noise.subset(train_rows), noise.subset(val_rows))
     assert log.best_epoch == 0 and log.epochs_run >= 1
     assert all(torch.equal(start[k], v) for k, v in adaptor.state_dict().items())
+
+
+def test_sup_patience_ends_a_supervised_stage_only_once_it_has_beaten_its_start() -> None:
+    """`sup_patience` (1 here) ends a supervised stage past its first gain; `patience` (100, past the 30-epoch caps)
+    ends the unsupervised stage, and a supervised stage that has not yet beaten its start (learning rate 0: it never
+    does) runs to its cap instead of stopping after one flat epoch."""
+    _, logs, _ = run(unsup_epochs=30, sup_epochs=30, patience=100, sup_patience=1)
+    assert (logs[0].stopped, logs[0].epochs_run) == ("epoch cap", 30)
+    assert logs[1].stopped == "patience" and logs[1].epochs_run < 30  # 100 epochs of patience could not stop it
+    _, logs, _ = run(unsup_epochs=1, sup_epochs=30, patience=100, sup_patience=1, sup_lr=0.0)
+    assert (logs[1].stopped, logs[1].epochs_run, logs[1].best_epoch) == ("epoch cap", 30, 0)
 
 
 def test_auto_start_map_is_the_best_on_training_queries() -> None:
