@@ -3,9 +3,9 @@
 Inputs are embeddings, never texts: the base model is frozen and encoded once (encoders/). The start map is
 chosen first (training/selection.py), then each stage trains until its criterion stops improving for `patience`
 epochs (`sup_patience` for a supervised stage past its start; the epoch caps are safety nets, set far above where
-SciFact and the suite's collections stop) and keeps its best epoch; epoch 0 (the start) is a candidate too. The unsupervised stage
-scores held-out documents' neighbourhoods, guarded by all training queries; the supervised stage scores held-out
-training queries and is kept only when its gain is significant. The test split is never read here.
+SciFact and the suite's collections stop) and keeps its best epoch; epoch 0 (the start) is a candidate too. The
+unsupervised stage scores held-out documents' neighbourhoods, guarded by all training queries; the supervised stage
+scores held-out training queries and is kept only when its gain is significant. The test split is never read here.
 """
 
 from __future__ import annotations
@@ -128,8 +128,8 @@ class TrainConfig:
             self.test_tail = self.adapt_tail
         if self.input_rotation not in ("auto", *START_MAPS):
             raise InputError(f"input_rotation {self.input_rotation!r}: expected 'auto' or one of {list(START_MAPS)}")
-        for name in ("unsup_epochs", "sup_epochs", "unsup_batch_size", "sup_batch_size", "topk", "patience",
-                     "sup_patience", "rank_candidates", "train_corpus_size", "probe_docs", "prefix_rotation", "refit_members"):
+        for name in ("unsup_epochs", "sup_epochs", "unsup_batch_size", "sup_batch_size", "topk", "patience", "sup_patience",
+                     "rank_candidates", "train_corpus_size", "probe_docs", "prefix_rotation", "refit_members"):
             value = getattr(self, name)
             if value is not None and value < (0 if name.endswith(("epochs", "docs", "rotation")) else 1):
                 raise InputError(f"{name} {value}: expected a positive int")
