@@ -49,7 +49,8 @@ def planted(n: int, labelled: range) -> tuple[np.ndarray, Supervision]:
 def planted_trainer(docs: np.ndarray, sup: Supervision, **overrides) -> tuple[Trainer, MatryoshkaAdaptor]:
     """A seeded trainer on planted data with room for the supervised stage to find the topic, and a fresh adaptor."""
     seed_everything(0)
-    config = TrainConfig(**{**CONFIG, "sup_epochs": 30, "sup_patience": 30, "sup_batch_size": 16, **overrides}, seed=0)
+    long = {"sup_epochs": 30, "patience": 30, "sup_patience": 30}
+    config = TrainConfig(**{**CONFIG, **long, "sup_batch_size": 16, **overrides}, seed=0)
     trainer = Trainer(docs, config, "cpu", evidence=sup)
     return trainer, trainer.new_adaptor("toy", {})
 
@@ -125,7 +126,8 @@ def test_supervised_stage_is_dropped_when_its_gain_is_noise() -> None:
     random_qrels = {f"q{i}": {f"d{int(rng.integers(120))}": 1} for i in range(40)}
     noise = Supervision.from_qrels(random_qrels, {f"q{i}": i for i in range(40)}, QUERIES, {f"d{i}": i for i in range(120)})
     seed_everything(0)
-    trainer = Trainer(DOCS, TrainConfig(**{**CONFIG, "sup_epochs": 30, "sup_patience": 30}, seed=0), "cpu", evidence=noise)
+    config = TrainConfig(**{**CONFIG, "sup_epochs": 30, "patience": 30, "sup_patience": 30}, seed=0)
+    trainer = Trainer(DOCS, config, "cpu", evidence=noise)
     adaptor = trainer.new_adaptor("toy", {})
     start = {k: v.clone() for k, v in adaptor.state_dict().items()}
     train_rows, val_rows = split_validation(40, 0.25, 0)
