@@ -25,7 +25,7 @@ sys.path[0] = str(Path(__file__).resolve().parent.parent)
 import numpy as np  # noqa: E402
 
 from benchmarks.epoch_rule import held_out_split  # noqa: E402
-from benchmarks.suite import ints  # noqa: E402
+from benchmarks.suite import ints, settings_tag  # noqa: E402
 from matryoshka_adaptor.errors import run_command  # noqa: E402
 from matryoshka_adaptor.eval import write_json_atomic  # noqa: E402
 from matryoshka_adaptor.train import Trainer, seed_everything, split_validation  # noqa: E402
@@ -37,7 +37,8 @@ def settings_args(settings: str) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> None:
-    embedded, config, inner, held = held_out_split(args.dataset, settings_args(args.set))
+    settings = settings_args(args.set)
+    embedded, config, inner, held = held_out_split(args.dataset, settings)
     out: dict[int, Any] = {}
     for seed in ints(args.seeds):
         cfg = replace(config, seed=seed)
@@ -67,7 +68,7 @@ def run(args: argparse.Namespace) -> None:
         "std": [round(float(x), 4) for x in table.std(axis=0, ddof=1)] if len(table) > 1 else None,
         "seconds": {"mean": round(float(seconds.mean()), 1), "min": float(seconds.min()), "max": float(seconds.max())},
     }
-    label = "_" + args.set.replace("=", "").replace(",", "_") if args.set else ""
+    label = "_" + settings_tag(settings) if settings else ""
     write_json_atomic(Path(f"results/held_out_settings_{args.dataset}{label}.json"), payload)
     print("dims   ", " ".join(f"{d:>6}" for d in payload["dims"]))
     print("mean   ", " ".join(f"{x:.4f}" for x in payload["mean"]))
