@@ -26,6 +26,7 @@ QUERIES = (DOCS[:40] + 0.3 * RNG.standard_normal((40, 16))).astype(np.float32)  
 QRELS = {f"q{i}": {f"d{i}": 1} for i in range(40)}
 SUP = Supervision.from_qrels(QRELS, {f"q{i}": i for i in range(40)}, QUERIES, {f"d{i}": i for i in range(120)})
 CONFIG = dict(dims=(4, 8, 16), hidden_dim=32, unsup_epochs=2, sup_epochs=4, unsup_batch_size=32, sup_batch_size=8, topk=3)
+LONG_SUPERVISED = dict(sup_epochs=30, patience=30, sup_patience=30)  # room for a supervised stage to find its gain
 
 
 def run(seed: int = 0, sup: Supervision = SUP, **overrides) -> tuple[np.ndarray, list, Trainer]:
@@ -49,8 +50,7 @@ def planted(n: int, labelled: range) -> tuple[np.ndarray, Supervision]:
 def planted_trainer(docs: np.ndarray, sup: Supervision, **overrides) -> tuple[Trainer, MatryoshkaAdaptor]:
     """A seeded trainer on planted data with room for the supervised stage to find the topic, and a fresh adaptor."""
     seed_everything(0)
-    long = {"sup_epochs": 30, "patience": 30, "sup_patience": 30}
-    config = TrainConfig(**{**CONFIG, **long, "sup_batch_size": 16, **overrides}, seed=0)
+    config = TrainConfig(**{**CONFIG, **LONG_SUPERVISED, "sup_batch_size": 16, **overrides}, seed=0)
     trainer = Trainer(docs, config, "cpu", evidence=sup)
     return trainer, trainer.new_adaptor("toy", {})
 
@@ -126,7 +126,7 @@ def test_supervised_stage_is_dropped_when_its_gain_is_noise() -> None:
     random_qrels = {f"q{i}": {f"d{int(rng.integers(120))}": 1} for i in range(40)}
     noise = Supervision.from_qrels(random_qrels, {f"q{i}": i for i in range(40)}, QUERIES, {f"d{i}": i for i in range(120)})
     seed_everything(0)
-    config = TrainConfig(**{**CONFIG, "sup_epochs": 30, "patience": 30, "sup_patience": 30}, seed=0)
+    config = TrainConfig(**{**CONFIG, **LONG_SUPERVISED}, seed=0)
     trainer = Trainer(DOCS, config, "cpu", evidence=noise)
     adaptor = trainer.new_adaptor("toy", {})
     start = {k: v.clone() for k, v in adaptor.state_dict().items()}
