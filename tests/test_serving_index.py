@@ -38,6 +38,12 @@ def test_a_prefix_shortlist_rescored_in_full_finds_the_exact_top_10(index: str, 
     assert recall(rescored) >= recall(alone) + 0.1  # re-scoring is what recovers the full-dim ranking
 
 
+@pytest.mark.parametrize("precision", ["float32", "binary"])
+def test_hnsw_graph_settings_reach_faiss(precision: str) -> None:
+    config = IndexConfig(dim=16, full_dim=64, index="hnsw", precision=precision, hnsw_ef_construction=57)
+    assert AdaptedIndex.build(DOCS[:200], config).prefix.hnsw.efConstruction == 57
+
+
 def test_int8_rescoring_stays_close_to_float32() -> None:
     ids, _ = AdaptedIndex.build(DOCS, IndexConfig(dim=16, full_dim=64, rescore="int8")).search(QUERIES, shortlist=200)
     assert recall(ids) >= 0.95

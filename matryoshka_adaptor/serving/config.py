@@ -36,7 +36,7 @@ class IndexConfig:
     precision: str = "float32"  # of the prefix index, one of PRECISIONS (int8: per-dim ranges from the corpus)
     rescore: str = "float32"  # of the full vectors kept for re-scoring, one of RESCORE_PRECISIONS ('none': no re-score)
     hnsw_m: int = 32  # graph neighbours per node (hnsw)
-    hnsw_ef_construction: int = 80  # candidate list while building the graph (hnsw)
+    hnsw_ef_construction: int = 40  # candidate list while building the graph (hnsw); faiss's own default
     hnsw_ef_search: int = 128  # candidate list while searching (hnsw); raised to the shortlist size when smaller
     ivf_lists: int = 0  # inverted lists (ivf); 0: 4·sqrt(n), at most n / 39 so each list trains on enough points
     ivf_probe: int = 16  # lists visited per query (ivf)

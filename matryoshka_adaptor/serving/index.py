@@ -62,10 +62,14 @@ def new_prefix_index(config: IndexConfig, n: int) -> Any:
     lists = ivf_lists(config, n)
     if config.precision == "binary":
         spec = {"flat": "BFlat", "hnsw": f"BHNSW{config.hnsw_m}", "ivf": f"BIVF{lists}"}[config.index]
-        return faiss.index_binary_factory(config.dim, spec)
-    codec = CODECS[config.precision]
-    spec = {"flat": codec, "hnsw": f"HNSW{config.hnsw_m},{codec}", "ivf": f"IVF{lists},{codec}"}[config.index]
-    return faiss.index_factory(config.dim, spec, faiss.METRIC_INNER_PRODUCT)
+        index = faiss.index_binary_factory(config.dim, spec)
+    else:
+        codec = CODECS[config.precision]
+        spec = {"flat": codec, "hnsw": f"HNSW{config.hnsw_m},{codec}", "ivf": f"IVF{lists},{codec}"}[config.index]
+        index = faiss.index_factory(config.dim, spec, faiss.METRIC_INNER_PRODUCT)
+    if config.index == "hnsw":
+        index.hnsw.efConstruction = config.hnsw_ef_construction  # the factory string cannot carry it
+    return index
 
 
 def new_rescore_store(config: IndexConfig) -> Any:
