@@ -56,6 +56,7 @@ METHODS = (*BASELINES, *ADAPTOR_STAGES)
 # The unsupervised do-no-harm bar's training-free maps: base, centred PCA, the centred-axes rotation (not the
 # uncentred one).
 BAR_BASELINES = ("base", "pca", "centred_rotation")
+PANELS_PER_ROW = 5  # ten languages read as two rows, not one strip too wide to see
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -209,8 +210,12 @@ def format_table(name: str, summary: dict[str, dict[str, dict[str, float]]], dim
 def plot(results: dict[str, Any], path: Path) -> None:
     plt = pyplot()
     names = list(results)
-    fig, axes = plt.subplots(1, len(names), figsize=(5.2 * len(names), 4.4), squeeze=False)
-    for ax, name in zip(axes[0], names):
+    cols = min(len(names), PANELS_PER_ROW)
+    rows = -(-len(names) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 4.4 * rows), squeeze=False)
+    for ax in axes.flat[len(names):]:
+        ax.set_visible(False)
+    for ax, name in zip(axes.flat, names):
         dims = results[name]["dims"]
         for i, (method, by_dim) in enumerate(results[name]["mean_std"].items()):
             mean = np.array([by_dim[str(d)]["mean"] for d in dims])
