@@ -89,6 +89,16 @@ def test_epoch_choice_runs_out_of_patience_counting_from_its_best_epoch() -> Non
     assert no_criterion.best_state == "last" and not no_criterion.patience_spent(50, patience=2)
 
 
+def test_epoch_choice_counts_patience_from_its_last_gain_above_min_gain_but_keeps_its_best_epoch() -> None:
+    choice = EpochChoice.at_start("start", None, [0.6, 0.6], [0.5, 0.5], [], max_dim_drop=0.01, min_gain=0.01)
+    for epoch, mean in ((1, 0.62), (2, 0.625), (3, 0.628), (4, 0.629)):  # a creep: each a new best, none 0.01 above 0.62
+        choice.offer(epoch, None, [mean, mean], [], lambda e=epoch: f"epoch {e}")
+    assert (choice.best_epoch, choice.best_state, choice.gain_epoch) == (4, "epoch 4", 1)
+    assert not choice.patience_spent(2, patience=2) and choice.patience_spent(3, patience=2)
+    choice.offer(5, None, [0.635, 0.635], [], lambda: "epoch 5")  # 0.635 > 0.62 + 0.01: a gain, patience restarts
+    assert (choice.best_epoch, choice.gain_epoch) == (5, 5) and not choice.patience_spent(6, patience=2)
+
+
 def test_epoch_choice_test_gives_way_to_the_start_unless_the_gain_is_significant() -> None:
     rng = np.random.default_rng(0)
     start = rng.uniform(0, 1, (60, 2))

@@ -99,7 +99,9 @@ class EpochChoice:
     and the base model) and no dim of its probe scores below the start's; of those, the highest mean over dims of
     the criterion (the probes when there are any, else the queries) wins. Without either every epoch replaces the
     last. `*_state` is whatever the caller restores (a state dict, a rotation); `*_per_query` the (queries, dims)
-    nDCG@10 of the queries, for the paired test."""
+    nDCG@10 of the queries, for the paired test. Patience counts from `gain_epoch`, the last epoch that beat the
+    criterion's previous such epoch by more than `min_gain` (with 0, the best epoch): a long creep of tiny new bests
+    does not keep a stage running, though the best of them is still the one kept."""
 
     start_state: Any
     start_per_query: np.ndarray | None
@@ -111,6 +113,9 @@ class EpochChoice:
     best_per_query: np.ndarray | None
     best_score: float
     best_epoch: int = 0
+    min_gain: float = 0.0
+    gain_epoch: int = 0
+    gain_score: float | None = None  # None: the start's
 
     @classmethod
     def at_start(
@@ -121,6 +126,7 @@ class EpochChoice:
         base_scores: list[float],
         probe_scores: list[float],
         max_dim_drop: float,
+        min_gain: float = 0.0,
     ) -> EpochChoice:
         """The choice before any epoch: the start, scored by `scores` (queries) and `probe_scores`, per dim."""
         criterion = probe_scores or scores
@@ -135,6 +141,7 @@ class EpochChoice:
             best_state=state,
             best_per_query=per_query,
             best_score=score,
+            min_gain=min_gain,
         )
 
     @property
@@ -157,11 +164,14 @@ class EpochChoice:
         score = self.score(scores, probe_scores)
         if not self.has_criterion or score > self.best_score:
             self.best_score, self.best_epoch, self.best_per_query, self.best_state = score, epoch, per_query, state()
+        if score > (self.start_score if self.gain_score is None else self.gain_score) + self.min_gain:
+            self.gain_epoch, self.gain_score = epoch, score
         return score
 
     def patience_spent(self, epoch: int, patience: int) -> bool:
-        """Whether `patience` epochs up to `epoch` have passed without a new best (never without a criterion)."""
-        return self.has_criterion and epoch - self.best_epoch >= patience
+        """Whether `patience` epochs up to `epoch` have passed without a gain of more than `min_gain` (never without
+        a criterion)."""
+        return self.has_criterion and epoch - self.gain_epoch >= patience
 
     def test_best(self, level: float, clusters: np.ndarray | None, name: str) -> PairedTest | None:
         """The paired test (at one-sided `level`) of the best epoch against the start, None when the start is best
