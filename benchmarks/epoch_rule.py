@@ -177,11 +177,16 @@ def run(args: argparse.Namespace) -> None:
             print(f"{key:<5}{r:<8}", " ".join(f"{x:.4f}" for x in payload[key][r]))
 
 
-def main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def held_out_parser(doc: str) -> argparse.ArgumentParser:
+    """The command line of the scripts that score on held_out_split's 20%: --seeds and --dataset."""
+    p = argparse.ArgumentParser(description=doc.splitlines()[0])
     p.add_argument("--seeds", default="1,2,3,4,5")
     p.add_argument("--dataset", default="scifact")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str]) -> int:
+    args = held_out_parser(__doc__).parse_args(argv)
     return run_command(lambda: run(args))
 
 

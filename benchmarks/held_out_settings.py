@@ -24,7 +24,7 @@ sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 import numpy as np  # noqa: E402
 
-from benchmarks.epoch_rule import held_out_split  # noqa: E402
+from benchmarks.epoch_rule import held_out_parser, held_out_split  # noqa: E402
 from benchmarks.suite import ints, settings_tag  # noqa: E402
 from matryoshka_adaptor.errors import run_command  # noqa: E402
 from matryoshka_adaptor.eval import write_json_atomic  # noqa: E402
@@ -78,10 +78,8 @@ def run(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = held_out_parser(__doc__)
     p.add_argument("--set", default="", help="TrainConfig settings as main.py takes them: KEY=VALUE,KEY=VALUE")
-    p.add_argument("--seeds", default="1,2,3,4,5")
-    p.add_argument("--dataset", default="scifact")
     args = p.parse_args(argv)
     return run_command(lambda: run(args))
 
