@@ -38,7 +38,7 @@ from matryoshka_adaptor.model import MatryoshkaAdaptor  # noqa: E402
 from matryoshka_adaptor.train import column_means, seed_everything, split_validation  # noqa: E402
 from matryoshka_adaptor.training.selection import EpochChoice  # noqa: E402
 
-RECORD_PATIENCE = 15  # no rule below waits longer, so none would have run past the recording
+RECORD_PATIENCE = 15  # with no minimum gain: no rule below waits longer, so none would have run past the recording
 RULES = {  # name: (sup_patience, sup_min_gain)
     "patience 5": (5, 0.0),
     "patience 10": (10, 0.0),
@@ -49,14 +49,14 @@ RULES = {  # name: (sup_patience, sup_min_gain)
 }
 
 
-def replay(trainer: RecordingTrainer, choose: Any, patience: int, min_gain: float) -> tuple[int, int, bool]:
+def replay(
+    trainer: RecordingTrainer, choose: Any, means: list[list[float]], base: list[float], patience: int, min_gain: float
+) -> tuple[int, int, bool]:
     """(the epoch the rule stops after, the epoch it keeps, whether that epoch passed the paired test), replayed on
-    the recorded supervised epochs as Trainer.run_stage plays them."""
+    the recorded supervised epochs (`means`: each one's validation nDCG@10 per dim; `base`: the base model's) as
+    Trainer.run_stage plays them."""
     c = trainer.config
-    means = [column_means(pq) for pq in trainer.per_query]
-    choice = EpochChoice.at_start(
-        trainer.states[0], trainer.per_query[0], means[0], trainer.validate(None, choose), [], c.max_dim_drop, min_gain
-    )
+    choice = EpochChoice.at_start(trainer.states[0], trainer.per_query[0], means[0], base, [], c.max_dim_drop, min_gain)
     stop = len(trainer.states) - 1
     for epoch in range(1, len(trainer.states)):
         choice.offer(epoch, trainer.per_query[epoch], means[epoch], [], lambda e=epoch: trainer.states[e])
@@ -103,7 +103,8 @@ def refit_scores(
 
 
 def run(args: argparse.Namespace) -> None:
-    embedded, config, inner, held = held_out_split(args.dataset, [f"--sup_patience={RECORD_PATIENCE}"])
+    recording = [f"--sup_patience={RECORD_PATIENCE}", "--sup_min_gain=0"]
+    embedded, config, inner, held = held_out_split(args.dataset, recording)
     out: dict[int, Any] = {}
     for seed in ints(args.seeds):
         cfg = replace(config, seed=seed, refit=False)  # refit below, once per kept epoch
@@ -120,11 +121,13 @@ def run(args: argparse.Namespace) -> None:
         log = trainer.run_stage(adaptor, "supervised", fit, choose)
         epoch_seconds = (time.perf_counter() - start) / max(1, log.epochs_run)
         trainer.recording = False
-        picks = {name: replay(trainer, choose, *rule) for name, rule in RULES.items()}
+        means = [column_means(pq) for pq in trainer.per_query]
+        base = trainer.validate(None, choose)  # one validation pass, shared by every rule's replay
+        picks = {name: replay(trainer, choose, means, base, *rule) for name, rule in RULES.items()}
         held_out, refit_seconds = refit_scores(trainer, adaptor, choose, held, {kept for _, kept, _ in picks.values()})
         row: dict[str, Any] = {
             "epochs_recorded": log.epochs_run,
-            "validation_mean": [round(float(np.mean(column_means(pq))), 5) for pq in trainer.per_query],
+            "validation_mean": [round(float(np.mean(m)), 5) for m in means],
         }
         for name, (stop, kept, passed) in picks.items():
             seconds = unsup_seconds + stop * epoch_seconds + (kept * cfg.refit_members * refit_seconds if kept else 0)
