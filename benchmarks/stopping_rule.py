@@ -60,7 +60,7 @@ def replay(
     stop = len(trainer.states) - 1
     for epoch in range(1, len(trainer.states)):
         choice.offer(epoch, trainer.per_query[epoch], means[epoch], [], lambda e=epoch: trainer.states[e])
-        if choice.patience_spent(epoch, patience if choice.best_epoch > 0 else c.patience):
+        if choice.patience_spent(epoch, choice.patience(c.patience, patience)):
             stop = epoch
             break
     test = choice.test_best(c.significance, choose.items, f"supervised ({patience}, {min_gain})")

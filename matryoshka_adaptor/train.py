@@ -577,9 +577,7 @@ class Trainer:
         module = self.distributed(adaptor)
 
         def patience() -> int:
-            # a supervised stage that has not yet beaten its start is slow to start, not on a plateau: it gets the
-            # unsupervised stage's longer patience until it does
-            return c.sup_patience if supervised and choice.best_epoch > 0 else c.patience
+            return choice.patience(c.patience, c.sup_patience if supervised else c.patience)
 
         log.stopped = "epoch cap"
         for epoch in range(first_epoch, epochs + 1):

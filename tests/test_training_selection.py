@@ -89,6 +89,14 @@ def test_epoch_choice_runs_out_of_patience_counting_from_its_best_epoch() -> Non
     assert no_criterion.best_state == "last" and not no_criterion.patience_spent(50, patience=2)
 
 
+def test_epoch_choice_switches_to_the_past_start_patience_once_an_epoch_beats_the_start() -> None:
+    choice = start_choice()
+    choice.offer(1, None, [0.1, 0.1], [], lambda: "worse than the start")
+    assert choice.patience(before_gain=10, past_start=15) == 10
+    choice.offer(2, None, [0.7, 0.8], [], lambda: "better")
+    assert choice.patience(before_gain=10, past_start=15) == 15
+
+
 def test_epoch_choice_counts_patience_from_its_last_gain_above_min_gain_but_keeps_its_best_epoch() -> None:
     choice = EpochChoice.at_start("start", None, [0.6, 0.6], [0.5, 0.5], [], max_dim_drop=0.01, min_gain=0.01)
     for epoch, mean in ((1, 0.62), (2, 0.625), (3, 0.628), (4, 0.629)):  # a creep: each a new best, none 0.01 above 0.62
