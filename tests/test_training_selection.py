@@ -92,9 +92,9 @@ def test_epoch_choice_runs_out_of_patience_counting_from_its_best_epoch() -> Non
 def test_epoch_choice_switches_to_the_past_start_patience_once_an_epoch_beats_the_start() -> None:
     choice = start_choice()
     choice.offer(1, None, [0.1, 0.1], [], lambda: "worse than the start")
-    assert choice.patience(before_gain=10, past_start=15) == 10
+    assert choice.patience(at_start=10, past_start=15) == 10
     choice.offer(2, None, [0.7, 0.8], [], lambda: "better")
-    assert choice.patience(before_gain=10, past_start=15) == 15
+    assert choice.patience(at_start=10, past_start=15) == 15
 
 
 def test_epoch_choice_counts_patience_from_its_last_gain_above_min_gain_but_keeps_its_best_epoch() -> None:

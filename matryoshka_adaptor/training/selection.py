@@ -168,10 +168,10 @@ class EpochChoice:
             self.gain_epoch, self.gain_score = epoch, score
         return score
 
-    def patience(self, before_gain: int, past_start: int) -> int:
-        """The patience in force: `past_start` once some epoch has beaten the start, `before_gain` until then (a
+    def patience(self, at_start: int, past_start: int) -> int:
+        """The patience in force: `past_start` once some epoch has beaten the start, `at_start` until then (a
         stage that has not yet beaten its start is slow to start, not on a plateau)."""
-        return past_start if self.best_epoch > 0 else before_gain
+        return past_start if self.best_epoch > 0 else at_start
 
     def patience_spent(self, epoch: int, patience: int) -> bool:
         """Whether `patience` epochs up to `epoch` have passed without a gain of more than `min_gain` (never without
