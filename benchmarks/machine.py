@@ -7,12 +7,27 @@ import platform
 import resource
 from pathlib import Path
 
+# vector instruction sets that decide which kernels torch and BLAS run: two CPUs with the same model name but other
+# sets round otherwise, and training can then keep other epochs (docs/evidence.md, "An AVX-512 CPU")
+SIMD_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile")
 
-def cpu_name() -> str:
-    """The CPU model from /proc/cpuinfo (platform.processor() is often empty on Linux)."""
+
+def cpuinfo(field: str) -> str:
+    """The first value of `field` in /proc/cpuinfo ('' where there is none)."""
     info = Path("/proc/cpuinfo")
     lines = info.read_text().splitlines() if info.exists() else []
-    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), platform.processor())
+    return next((line.split(":", 1)[1].strip() for line in lines if line.split(":", 1)[0].strip() == field), "")
+
+
+def cpu_name() -> str:
+    """The CPU model (platform.processor() is often empty on Linux)."""
+    return cpuinfo("model name") or platform.processor()
+
+
+def simd() -> list[str]:
+    """Which of SIMD_FLAGS the CPU has."""
+    flags = set(cpuinfo("flags").split())
+    return [f for f in SIMD_FLAGS if f in flags]
 
 
 def peak_rss_mb() -> float:
@@ -21,6 +36,6 @@ def peak_rss_mb() -> float:
 
 
 def summary() -> dict[str, object]:
-    """What a results JSON records of its machine. The CPU model matters beyond speed: numpy encoders (USE) round
-    differently on another CPU's BLAS kernels, and training can then choose other epochs."""
-    return {"platform": platform.platform(), "cpu": cpu_name(), "cpus": os.cpu_count()}
+    """What a results JSON records of its machine. The CPU model and its vector instructions matter beyond speed:
+    another CPU's kernels round otherwise, and training can then choose other epochs."""
+    return {"platform": platform.platform(), "cpu": cpu_name(), "simd": simd(), "cpus": os.cpu_count()}
