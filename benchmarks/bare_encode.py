@@ -17,6 +17,11 @@ from pathlib import Path
 
 sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
+from matryoshka_adaptor.numerics import pin_at_startup  # noqa: E402
+
+if __name__ == "__main__":
+    pin_at_startup()  # before numpy and torch load, as main.py (matryoshka_adaptor/numerics.py)
+
 import torch  # noqa: E402
 from sentence_transformers import SentenceTransformer  # noqa: E402
 

@@ -22,6 +22,11 @@ from typing import Any
 
 sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
+from matryoshka_adaptor.numerics import pin_at_startup  # noqa: E402
+
+if __name__ == "__main__":
+    pin_at_startup()  # before numpy and torch load, as main.py (matryoshka_adaptor/numerics.py)
+
 import numpy as np  # noqa: E402
 
 from benchmarks.epoch_rule import held_out_parser, held_out_split  # noqa: E402

@@ -33,6 +33,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[0] = str(ROOT)
 
+from matryoshka_adaptor.numerics import pin_at_startup  # noqa: E402
+
+if __name__ == "__main__":
+    pin_at_startup()  # before numpy and torch load, as main.py (matryoshka_adaptor/numerics.py)
+
 import faiss  # noqa: E402
 import numpy as np  # noqa: E402
 

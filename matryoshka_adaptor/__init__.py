@@ -2,14 +2,18 @@
 
 from typing import Any
 
-from .config import AdaptorConfig
 from .errors import InputError
 
 __all__ = ["AdaptorConfig", "InputError", "MatryoshkaAdaptor", "NumpyAdaptor"]
 
 
 def __getattr__(name: str) -> Any:
-    # imported on first use, so `from matryoshka_adaptor import NumpyAdaptor` never loads torch
+    # imported on first use: `from matryoshka_adaptor import NumpyAdaptor` never loads torch, and an entry point
+    # can pin numpy's and torch's kernels (numerics.py) before either loads
+    if name == "AdaptorConfig":
+        from .config import AdaptorConfig
+
+        return AdaptorConfig
     if name == "MatryoshkaAdaptor":
         from .model import MatryoshkaAdaptor
 

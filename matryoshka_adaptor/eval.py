@@ -18,19 +18,24 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 if __package__ in (None, ""):  # run as a script: make the repo root importable instead of this folder
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-from matryoshka_adaptor.baselines import StartMap
-from matryoshka_adaptor.encoders import DEFAULT_MODEL, EmbeddedDataset
-from matryoshka_adaptor.errors import InputError, run_command
-from matryoshka_adaptor.losses import default_dims, validate_dims
-from matryoshka_adaptor.atomic import write_bytes_atomic
-from matryoshka_adaptor.metrics import relevance_matrix
-from matryoshka_adaptor.model import MatryoshkaAdaptor
-from matryoshka_adaptor.serving.plans import (
+from matryoshka_adaptor.numerics import numerics_record, pin_at_startup  # noqa: E402
+
+if __name__ == "__main__":
+    pin_at_startup()  # as main.py, before numpy and torch load: the cache it filled is keyed by its pinned kernels
+
+import numpy as np  # noqa: E402
+
+from matryoshka_adaptor.baselines import StartMap  # noqa: E402
+from matryoshka_adaptor.errors import InputError, run_command  # noqa: E402
+from matryoshka_adaptor.encoders import DEFAULT_MODEL, EmbeddedDataset  # noqa: E402
+from matryoshka_adaptor.losses import default_dims, validate_dims  # noqa: E402
+from matryoshka_adaptor.atomic import write_bytes_atomic  # noqa: E402
+from matryoshka_adaptor.metrics import relevance_matrix  # noqa: E402
+from matryoshka_adaptor.model import MatryoshkaAdaptor  # noqa: E402
+from matryoshka_adaptor.serving.plans import (  # noqa: E402
     BUDGETS,
     Transform,
     best_within,
@@ -40,7 +45,7 @@ from matryoshka_adaptor.serving.plans import (
     score_plans,
     smallest_dim_within,
 )
-from matryoshka_adaptor.data.sources import Source
+from matryoshka_adaptor.data.sources import Source  # noqa: E402
 
 logger = logging.getLogger("matryoshka_adaptor.eval")
 
@@ -455,6 +460,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "n_documents": len(embedded.doc_ids),
         "n_queries": sum(q in qrels for q in embedded.query_ids),
         "mteb_version": mteb.__version__,
+        "numerics": numerics_record(),
         "adaptors": {n: str(Path(args.models_dir) / f"{embedded.name}_{n}") for n in methods if n in ADAPTOR_STAGES},
         "scores": {name: {str(d): round(v, 5) for d, v in by_dim.items()} for name, by_dim in scores.items()},
         "choose_dim": choices,

@@ -39,6 +39,7 @@ from .encoders.cache import PartCodes
 from .model import AdaptorConfig, MatryoshkaAdaptor
 from .metrics import Judgments
 from .training.neighbors import choose_method, mine_neighbors
+from .training.optimizer import PortableAdamW
 from .training.prefix_rotation import refine_start
 from .training.selection import EpochChoice, PairedTest, choose_start, paired_gain_test
 from .vectors import PARTLY_CENTRED, START_MAPS, start_map, start_maps
@@ -554,7 +555,7 @@ class Trainer:
         supervised = stage == "supervised"
         epochs, lr = (c.sup_epochs, c.sup_lr) if supervised else (c.unsup_epochs, c.unsup_lr)
         queries, probes = self.stage_evidence(stage, val)
-        optimizer = torch.optim.AdamW(adaptor.parameters(), lr=lr, weight_decay=c.weight_decay)
+        optimizer = PortableAdamW(adaptor.parameters(), lr=lr, weight_decay=c.weight_decay)
         generator = torch.Generator().manual_seed(c.seed + (1 if supervised else 0))
         if resume is not None:
             adaptor.load_state_dict(resume["adaptor"])
@@ -648,7 +649,7 @@ class Trainer:
         members = []
         for k in range(c.refit_members):
             adaptor.load_state_dict(start_state)
-            optimizer = torch.optim.AdamW(adaptor.parameters(), lr=c.sup_lr, weight_decay=c.weight_decay)
+            optimizer = PortableAdamW(adaptor.parameters(), lr=c.sup_lr, weight_decay=c.weight_decay)
             generator = torch.Generator().manual_seed(c.seed + 2 + REFIT_MEMBER_STRIDE * k)  # k = 0: one refit's
             name = f"refit {k + 1}/{c.refit_members} epoch" if c.refit_members > 1 else "refit epoch"
             for epoch in range(1, epochs + 1):
@@ -703,7 +704,7 @@ class Trainer:
 
     def hold_tail(self, adaptor: MatryoshkaAdaptor) -> None:
         """Without adapt_tail, zero the gradient into f's outputs from `self.tail` on: f's last layer starts at zero,
-        so those coordinates stay the start map's (AdamW moves nothing that never had a gradient)."""
+        so those coordinates stay the start map's (AdamW moves nothing whose gradient stayed zero)."""
         if self.tail is not None:
             out = adaptor.mlp[-1]
             out.weight.grad[self.tail :] = 0

@@ -3,8 +3,9 @@
 Encoding a corpus is the one slow step of a run (minutes on a CPU), so the cache must survive a crash or a
 kill without losing finished work and without ever serving bad vectors:
 
-- The cache key hashes the model name (a black-box encoder's name with the role it encodes in), the max
-  sequence length and every text in order, so a changed corpus or model can never be served stale vectors.
+- The cache key hashes the model name (a black-box encoder's name with the role it encodes in, and the kernels
+  when the process pinned them: numerics.py), the max sequence length and every text in order, so a changed
+  corpus or model can never be served stale vectors.
 - `<cache_dir>/<key>/` holds the vectors in chunks of `chunk_size` rows, texts longest first as
   SentenceTransformer.encode batches them (`chunk_00000.npy`, ...), and a
   `manifest.json` listing each finished chunk with its row count and the sha256 of its bytes.
@@ -37,6 +38,7 @@ from tqdm.auto import tqdm
 from ..data import BeirDataset, item_of, part_of, read_qrels
 from ..atomic import TMP_SUFFIX, write_bytes_atomic
 from ..errors import InputError
+from ..numerics import cache_tag
 from ..vectors import check_embeddings
 from .blackbox import ROLES, EncodeFunction, call_encoder, load_encoder_function
 from .models import DEFAULT_MODEL, resolve_model_path
@@ -171,8 +173,11 @@ class Encoder:
         return self.function is not None
 
     def cache_name(self, role: str) -> str:
-        """What keys the cache: the model name, with the role for a black-box encoder (E5's roles differ)."""
-        return f"{self.model_name}#{role}" if self.has_roles else self.model_name
+        """What keys the cache: the model name, with the role for a black-box encoder (E5's roles differ) and the
+        pinned kernels in a process that pinned them (numerics.py: other kernels round otherwise)."""
+        name = f"{self.model_name}#{role}" if self.has_roles else self.model_name
+        tag = cache_tag()
+        return f"{name}@{tag}" if tag else name
 
     @property
     def model(self):

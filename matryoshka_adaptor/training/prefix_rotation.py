@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from ..errors import InputError
 from ..losses import dim_weights, neighbor_rank_loss
+from .optimizer import PortableAdamW
 from .selection import EpochChoice
 
 if TYPE_CHECKING:
@@ -95,7 +96,7 @@ def refine_start(trainer: Trainer, adaptor: MatryoshkaAdaptor) -> dict[str, Any]
         z = adaptor.rotate(trainer.corpus)
     start = adaptor.rotation.clone()
     q = PrefixRotation(width, block, trainer.device)
-    optimizer = torch.optim.AdamW(q.parameters(), lr=c.unsup_lr, weight_decay=c.weight_decay)
+    optimizer = PortableAdamW(q.parameters(), lr=c.unsup_lr, weight_decay=c.weight_decay)
     generator = torch.Generator().manual_seed(c.seed + 3)
 
     def scores() -> tuple[np.ndarray | None, list[float], list[float]]:
