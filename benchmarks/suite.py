@@ -10,7 +10,7 @@ split at every dim: the base model truncated, centred PCA, both rotations (uncen
 adaptors. It also applies each collection's supervised adaptor to the other collections (the out-of-domain cost),
 and fine-tunes the base model itself with Sentence-Transformers' MatryoshkaLoss(MultipleNegativesRankingLoss) on
 the same training pairs (`--whitebox`), the white-box alternative. Encodings are cached and reused across seeds;
-adaptors already trained by the same config in --work_dir are reused (pass --fresh to retrain).
+adaptors already trained by the same config and numerics in --work_dir are reused (pass --fresh to retrain).
 Writes results/suite.json (per seed and mean ± std), plots/suite.png (one panel per collection, mean with a std
 band) and prints the tables; `--markdown` prints an earlier run's JSON as the README's tables (`--replot` redraws
 its plot). Another base model (`--model=sentence-transformers/all-mpnet-base-v2`, set up offline by
@@ -35,7 +35,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[0] = str(ROOT)
 
-from matryoshka_adaptor.numerics import pin_at_startup  # noqa: E402
+from matryoshka_adaptor.numerics import numerics_record, pin_at_startup  # noqa: E402
 
 if __name__ == "__main__":
     pin_at_startup()  # before numpy and torch load, as main.py (matryoshka_adaptor/numerics.py)
@@ -131,13 +131,16 @@ def base_model_args(args: argparse.Namespace) -> list[str]:
 
 
 def train_adaptors(name: str, root: str, seed: int, out: Path, fresh: bool, model_args: list[str]) -> dict[str, Any]:
-    """Both stages as `python main.py --dataset=NAME --seed=N` trains them; reuses adaptors of the same config."""
+    """Both stages as `python main.py --dataset=NAME --seed=N` trains them; reuses adaptors of the same config and
+    numerics (those saved before this release record none: they were trained with torch's AdamW)."""
     argv = [f"--dataset={name}", f"--data_root={root}", f"--seed={seed}", f"--output_dir={out}", *model_args]
     run, config = train_entry.parse_args(argv)
     folders = {s: out / f"{name}_{s}" for s in ADAPTOR_STAGES}
     saved = [json.loads((f / CONFIG_NAME).read_text()) for f in folders.values() if (f / CONFIG_NAME).is_file()]
+    numerics = numerics_record()  # other kernels, threads or an older optimizer round otherwise: retrain
     same = len(saved) == len(folders) and all(
-        {**s["training"]["config"], "dims": None} == {**asdict(config), "dims": None} for s in saved
+        {**s["training"]["config"], "dims": None} == {**asdict(config), "dims": None}
+        and s["training"].get("numerics") == numerics for s in saved
     )
     if fresh or not same:
         start = time.perf_counter()
