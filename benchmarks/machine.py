@@ -7,6 +7,8 @@ import platform
 import resource
 from pathlib import Path
 
+from matryoshka_adaptor.numerics import numerics_pins
+
 # vector instruction sets that decide which kernels torch and BLAS run: two CPUs with the same model name but other
 # sets round otherwise, and training can then keep other epochs (docs/evidence.md, "An AVX-512 CPU")
 SIMD_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile")
@@ -36,6 +38,7 @@ def peak_rss_mb() -> float:
 
 
 def summary() -> dict[str, object]:
-    """What a results JSON records of its machine. The CPU model and its vector instructions matter beyond speed:
-    another CPU's kernels round otherwise, and training can then choose other epochs."""
-    return {"platform": platform.platform(), "cpu": cpu_name(), "simd": simd(), "cpus": os.cpu_count()}
+    """What a results JSON records of its machine. The CPU model, its vector instructions and the numerics mode
+    matter beyond speed: other kernels round otherwise, and training can then choose other epochs."""
+    return {"platform": platform.platform(), "cpu": cpu_name(), "simd": simd(), "cpus": os.cpu_count(),
+            "numerics": numerics_pins()}

@@ -96,13 +96,16 @@ def cache_tag() -> str | None:
     return _pinned
 
 
+def numerics_pins() -> dict[str, Any]:
+    """The mode in effect and the pin variables set, without loading torch (what a benchmark records)."""
+    return {"mode": "portable" if _pinned else "native",
+            "pins": {name: os.environ[name] for name in PORTABLE_PINS if name in os.environ}}
+
+
 def numerics_record() -> dict[str, Any]:
     """What a saved adaptor or a results file records of the numerics that made it."""
     import torch
 
-    return {
-        "mode": "portable" if _pinned else "native",
-        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "threads": torch.get_num_threads(),
-        "pins": {name: os.environ[name] for name in PORTABLE_PINS if name in os.environ},
-    }
+    pins = numerics_pins()
+    return {"mode": pins["mode"], "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "threads": torch.get_num_threads(), "pins": pins["pins"]}
