@@ -65,10 +65,14 @@ def can_pin(machine: str | None = None, flags: set[str] | None = None) -> bool:
 
 def pin_cpu_numerics() -> str | None:
     """In portable mode on a CPU that allows it, set every PORTABLE_PINS variable the caller has not set (a user's own
-    choice wins) and return the cache tag of the pins in effect; otherwise change nothing and return None. Call it
-    first in an entry point: numpy and OpenBLAS read theirs when they load."""
+    choice wins) and return the cache tag of the pins in effect; otherwise change nothing (saying so on stderr where
+    the CPU cannot) and return None. Call it first in an entry point: numpy and OpenBLAS read theirs when they load."""
     global _pinned
-    if numerics_mode() != "portable" or not can_pin():
+    if numerics_mode() != "portable":
+        return None
+    if not can_pin():
+        print(f"warning: ${NUMERICS_ENV}=portable needs an x86-64 CPU with AVX2 and FMA; this {platform.machine()} "
+              "one runs native kernels", file=sys.stderr)
         return None
     late = [name for name in ("numpy", "torch") if name in sys.modules]
     if late:

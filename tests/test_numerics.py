@@ -78,3 +78,10 @@ def test_pinned_kernels_key_the_embedding_cache(monkeypatch: pytest.MonkeyPatch)
     assert enc.cache_name("document") == "m"  # what earlier releases keyed by: their caches stay valid unpinned
     monkeypatch.setattr(numerics, "_pinned", "pinned-12345678")
     assert enc.cache_name("document") == "m@pinned-12345678"
+
+
+def test_portable_on_a_cpu_without_avx2_says_so_and_runs_native(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    monkeypatch.setenv(numerics.NUMERICS_ENV, "portable")
+    monkeypatch.setattr(numerics, "can_pin", lambda: False)
+    assert numerics.pin_cpu_numerics() is None and numerics.cache_tag() is None
+    assert "needs an x86-64 CPU with AVX2 and FMA" in capsys.readouterr().err
