@@ -5,20 +5,12 @@ from __future__ import annotations
 import os
 import platform
 import resource
-from pathlib import Path
 
-from matryoshka_adaptor.numerics import numerics_pins
+from matryoshka_adaptor.numerics import cpu_flags, cpuinfo, numerics_pins
 
 # vector instruction sets that decide which kernels torch and BLAS run: two CPUs with the same model name but other
 # sets round otherwise, and training can then keep other epochs (docs/evidence.md, "An AVX-512 CPU")
 SIMD_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile")
-
-
-def cpuinfo(field: str) -> str:
-    """The first value of `field` in /proc/cpuinfo ('' where there is none)."""
-    info = Path("/proc/cpuinfo")
-    lines = info.read_text().splitlines() if info.exists() else []
-    return next((line.split(":", 1)[1].strip() for line in lines if line.split(":", 1)[0].strip() == field), "")
 
 
 def cpu_name() -> str:
@@ -28,7 +20,7 @@ def cpu_name() -> str:
 
 def simd() -> list[str]:
     """Which of SIMD_FLAGS the CPU has."""
-    flags = set(cpuinfo("flags").split())
+    flags = cpu_flags()
     return [f for f in SIMD_FLAGS if f in flags]
 
 

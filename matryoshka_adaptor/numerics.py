@@ -47,12 +47,15 @@ def numerics_mode() -> str:
     return mode
 
 
-def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> set[str]:
-    """The CPU's feature flags (empty where /proc/cpuinfo is missing: not Linux)."""
-    if not cpuinfo.exists():
-        return set()
-    line = next((ln for ln in cpuinfo.read_text().splitlines() if ln.split(":", 1)[0].strip() == "flags"), "")
-    return set(line.split(":", 1)[1].split()) if ":" in line else set()
+def cpuinfo(field: str, path: Path = Path("/proc/cpuinfo")) -> str:
+    """The first value of `field` in /proc/cpuinfo ('' where there is none, or no such file: not Linux)."""
+    lines = path.read_text().splitlines() if path.exists() else []
+    return next((ln.split(":", 1)[1].strip() for ln in lines if ln.split(":", 1)[0].strip() == field), "")
+
+
+def cpu_flags(path: Path = Path("/proc/cpuinfo")) -> set[str]:
+    """The CPU's feature flags (empty where /proc/cpuinfo is missing)."""
+    return set(cpuinfo("flags", path).split())
 
 
 def can_pin(machine: str | None = None, flags: set[str] | None = None) -> bool:
