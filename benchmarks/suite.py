@@ -61,6 +61,7 @@ METHODS = (*BASELINES, *ADAPTOR_STAGES)
 # The unsupervised do-no-harm bar's training-free maps: base, centred PCA, the centred-axes rotation (not the
 # uncentred one).
 BAR_BASELINES = ("base", "pca", "centred_rotation")
+WHITEBOX_RECORD = "suite_whitebox.json"
 PANELS_PER_ROW = 5  # ten languages read as two rows, not one strip too wide to see
 
 
@@ -191,11 +192,12 @@ def whitebox_scores(name: str, root: str, model: str, seeds: list[int], work: Pa
     per_seed, seconds = [], []
     for seed in seeds:
         out = work / "whitebox" / f"{name}_seed{seed}"
-        if not (out / "config.json").is_file():
-            seconds.append(round(finetune(model, ds, train_qrels, dims, seed, out), 1))
-            (out / "suite_train_seconds.txt").write_text(f"{seconds[-1]}\n")
-        else:
-            seconds.append(float((out / "suite_train_seconds.txt").read_text()))
+        record = out / WHITEBOX_RECORD  # the fine-tuning's seconds and numerics: reused only under the same ones
+        made = json.loads(record.read_text()) if record.is_file() else {}
+        if made.get("numerics") != numerics_record():
+            made = {"train_seconds": round(finetune(model, ds, train_qrels, dims, seed, out), 1), "numerics": numerics_record()}
+            write_json_atomic(record, made)
+        seconds.append(made["train_seconds"])
         embedded = embed_dataset(ds, Encoder(str(out)))
         truncation = {"whitebox": StartMap(embedded.doc_embeddings, "none").transform}
         per_seed.append(evaluate(embedded, test_qrels, "test", truncation, dims)[0]["whitebox"])

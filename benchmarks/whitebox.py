@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from matryoshka_adaptor.data import BeirDataset
 from matryoshka_adaptor.encoders import resolve_model_path
+from matryoshka_adaptor.training.optimizer import PortableAdamW
 
 logger = logging.getLogger("benchmarks.whitebox")
 
@@ -54,7 +55,7 @@ def finetune(
     loss = MatryoshkaLoss(model, MultipleNegativesRankingLoss(model), matryoshka_dims=list(dims))
     pairs = training_pairs(ds, qrels, seed)
     batches = [pairs[i : i + BATCH_SIZE] for i in range(0, len(pairs), BATCH_SIZE)] * EPOCHS
-    optimizer = torch.optim.AdamW(model.parameters(), lr=LR)
+    optimizer = PortableAdamW(model.parameters(), lr=LR, weight_decay=0.01)  # torch.optim.AdamW's default decay
     warmup = max(1, int(WARMUP * len(batches)))
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: min((step + 1) / warmup, max(0.0, (len(batches) - step) / (len(batches) - warmup)))

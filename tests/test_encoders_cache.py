@@ -150,6 +150,17 @@ def test_cache_key_depends_on_model_length_and_every_text() -> None:
     assert len({k, cache_key("m2", None, ["a", "b"]), cache_key("m", 128, ["a", "b"]), cache_key("m", None, ["a", "c"]), cache_key("m", None, ["ab"])}) == 5
 
 
+def test_a_model_folder_changed_in_place_gets_another_cache_name(tmp_path) -> None:
+    folder = tmp_path / "fine-tuned"
+    folder.mkdir()
+    (folder / "model.safetensors").write_bytes(b"weights 1")
+    before = Encoder(str(folder)).cache_name("document")
+    assert before.startswith(f"{folder}#files-") and Encoder(str(folder)).cache_name("document") == before
+    (folder / "model.safetensors").write_bytes(b"weights 2")  # fine-tuned again into the same folder
+    assert Encoder(str(folder)).cache_name("document") != before
+    assert Encoder("sentence-transformers/all-MiniLM-L6-v2").cache_name("document") == "sentence-transformers/all-MiniLM-L6-v2"
+
+
 def test_chunks_hold_texts_longest_first_but_rows_come_back_in_text_order(tmp_path) -> None:
     texts = ["a", "ccc", "bb", "dddd", "e"]
     enc = fake_encoder(tmp_path, chunk_size=2)

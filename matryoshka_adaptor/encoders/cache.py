@@ -3,9 +3,10 @@
 Encoding a corpus is the one slow step of a run (minutes on a CPU), so the cache must survive a crash or a
 kill without losing finished work and without ever serving bad vectors:
 
-- The cache key hashes the model name (a black-box encoder's name with the role it encodes in, and the kernels
-  when the process pinned them: numerics.py), the max sequence length and every text in order, so a changed
-  corpus or model can never be served stale vectors.
+- The cache key hashes the model name (a black-box encoder's name with the role it encodes in, a local model
+  folder's name with a hash of its files, and the kernels when the process pinned them: numerics.py), the max
+  sequence length and every text in order, so a changed corpus or model, even one retrained in place, can never
+  be served stale vectors.
 - `<cache_dir>/<key>/` holds the vectors in chunks of `chunk_size` rows, texts longest first as
   SentenceTransformer.encode batches them (`chunk_00000.npy`, ...), and a
   `manifest.json` listing each finished chunk with its row count and the sha256 of its bytes.
@@ -56,6 +57,17 @@ def cache_key(model_name: str, max_seq_length: int | None, texts: list[str]) -> 
     for text in texts:
         h.update(hashlib.sha256(text.encode("utf-8")).digest())
     return h.hexdigest()[:32]
+
+
+def folder_fingerprint(folder: Path) -> str:
+    """A hash of every file's relative path and bytes under a model folder: its weights, config and tokenizer."""
+    h = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        h.update(path.relative_to(folder).as_posix().encode() + b"\0")
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()[:16]
 
 
 def chunk_file_name(index: int) -> str:
@@ -161,6 +173,7 @@ class Encoder:
         self.function = function
         self.width: int | None = None  # known after the first chunk; every later one must match
         self._model = None
+        self._fingerprint: str | None = None
 
     @classmethod
     def black_box(cls, spec: str, **kwargs: Any) -> Encoder:
@@ -173,9 +186,13 @@ class Encoder:
         return self.function is not None
 
     def cache_name(self, role: str) -> str:
-        """What keys the cache: the model name, with the role for a black-box encoder (E5's roles differ) and the
-        pinned kernels in a process that pinned them (numerics.py: other kernels round otherwise)."""
+        """What keys the cache: the model name, with the role for a black-box encoder (E5's roles differ), the hash
+        of a local folder's files (a model fine-tuned again into the same folder encodes otherwise) and the pinned
+        kernels in a process that pinned them (numerics.py: other kernels round otherwise)."""
         name = f"{self.model_name}#{role}" if self.has_roles else self.model_name
+        if Path(self.model_name).is_dir():
+            self._fingerprint = self._fingerprint or folder_fingerprint(Path(self.model_name))
+            name = f"{name}#files-{self._fingerprint}"
         tag = cache_tag()
         return f"{name}@{tag}" if tag else name
 
