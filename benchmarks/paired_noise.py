@@ -37,6 +37,7 @@ if __name__ == "__main__":
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from benchmarks import machine  # noqa: E402
 from benchmarks.suite import BAR_BASELINES, base_model_args, data_root, ints, run_tag  # noqa: E402
 from matryoshka_adaptor.baselines import StartMap  # noqa: E402
 from matryoshka_adaptor.data import DATA_ROOT_ENV  # noqa: E402
@@ -143,6 +144,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     payload = {
         "command": "python benchmarks/paired_noise.py " + " ".join(sys.argv[1:]),
         "metric": "nDCG@10 per test query, exact cosine search (trec_eval's formula)",
+        "machine": machine.summary(),  # the numerics mode keys which cached vectors and adaptors it read
         "seeds": ints(args.seeds),
         "base_model_args": base_model_args(args),
         "collections": results,
