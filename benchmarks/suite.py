@@ -190,12 +190,13 @@ def whitebox_scores(name: str, root: str, model: str, seeds: list[int], work: Pa
     source = Source(dataset=name, data_root=root)
     train_qrels, test_qrels = source.dataset_qrels(ds, "train")[0], source.dataset_qrels(ds, "test")[0]
     per_seed, seconds = [], []
+    numerics = numerics_record()
     for seed in seeds:
         out = work / "whitebox" / f"{name}_seed{seed}"
         record = out / WHITEBOX_RECORD  # the fine-tuning's seconds and numerics: reused only under the same ones
         made = json.loads(record.read_text()) if record.is_file() else {}
-        if made.get("numerics") != numerics_record():
-            made = {"train_seconds": round(finetune(model, ds, train_qrels, dims, seed, out), 1), "numerics": numerics_record()}
+        if made.get("numerics") != numerics:
+            made = {"train_seconds": round(finetune(model, ds, train_qrels, dims, seed, out), 1), "numerics": numerics}
             write_json_atomic(record, made)
         seconds.append(made["train_seconds"])
         embedded = embed_dataset(ds, Encoder(str(out)))
