@@ -15,7 +15,6 @@ import inspect
 import logging
 import re
 import sys
-import time
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
@@ -33,15 +32,17 @@ from matryoshka_adaptor.encoders import (  # noqa: E402
     DEFAULT_MODEL as _DEFAULT_MODEL,  # underscore: not a --key
 )
 from matryoshka_adaptor.data import DATA_ROOT_ENV as _DATA_ROOT_ENV  # noqa: E402
+from matryoshka_adaptor.atomic import refuse_existing  # noqa: E402
 from matryoshka_adaptor.errors import InputError, run_command  # noqa: E402
 from matryoshka_adaptor.data.sources import Source  # noqa: E402
 from matryoshka_adaptor.train import (  # noqa: E402
-    STAGES,
     Supervision,
     TrainConfig,
     Trainer,
+    check_stages,
     seed_everything,
-    split_validation,
+    train_stages,
+    without_supervised,
 )
 
 logger = logging.getLogger("main")
@@ -188,10 +189,7 @@ def train(run: dict[str, Any], config: TrainConfig) -> dict[str, Path]:
             f"--train_split={EVAL_SPLIT}: that is the split eval.py scores; training on it would report training "
             "queries as test results (name another split, or --qrels=FILE on purpose)"
         )
-    stage_names = [s.strip() for s in run["stages"].split(",") if s.strip()]
-    for s in stage_names:
-        if s not in STAGES:
-            raise InputError(f"stages {run['stages']!r}: {s!r} is not one of {list(STAGES)}")
+    stage_names = check_stages(run["stages"].split(","))
     source = source_of(run)
     folders = {s: Path(run["output_dir"]) / f"{source.name}_{s}" for s in stage_names}
     checkpoint_dir = Path(run["checkpoint_dir"] or Path(run["output_dir"]) / "checkpoints" / source.name)
@@ -200,8 +198,7 @@ def train(run: dict[str, Any], config: TrainConfig) -> dict[str, Path]:
         logger.warning("--resume: no checkpoint in %s, starting from the beginning", checkpoint_dir)
     if not (run["overwrite"] or resuming):  # a resumed run may replace the folders its first part saved
         for folder in folders.values():
-            if folder.exists():
-                raise InputError(f"{folder} already exists: pass --overwrite to replace it")
+            refuse_existing(folder)
     if run["threads"]:
         torch.set_num_threads(run["threads"])
     world = init_from_env(run["device"])
@@ -213,21 +210,14 @@ def train(run: dict[str, Any], config: TrainConfig) -> dict[str, Path]:
                 numerics["threads"])
 
     embedded, qrels, qrels_path = load_inputs(source, run["train_split"], world)
-    if qrels is None and "supervised" in stage_names:
-        if stage_names == ["supervised"]:
-            raise InputError(f"{qrels_path or '--qrels'}: no training qrels; the supervised stage needs them")
-        logger.warning(
-            "%s: no training qrels; training the unsupervised stage only, chosen on the corpus alone",
-            qrels_path or "--qrels not given",
-        )
-        stage_names.remove("supervised")
+    if qrels is None:
+        stage_names = without_supervised(stage_names, str(qrels_path or "--qrels not given"))
 
     sup = train_sup = val_sup = None
     parts = embedded.part_codes()
     if qrels is not None:
         sup = Supervision.from_qrels(qrels, embedded.query_index, embedded.query_embeddings, embedded.doc_index, parts)
-        train_rows, val_rows = split_validation(len(sup.queries), config.val_fraction, config.seed, sup.items)
-        train_sup, val_sup = sup.subset(train_rows), sup.subset(val_rows)
+        train_sup, val_sup = sup.split(config.val_fraction, config.seed)
     logger.info(
         "%s: %d documents, %d training queries, %d for validation, %d process(es)",
         embedded.name, len(embedded.doc_ids), len(train_sup.queries) if train_sup else 0,
@@ -264,16 +254,7 @@ def train(run: dict[str, Any], config: TrainConfig) -> dict[str, Path]:
     }
     roles = "query/document" if embedded.roles else "shared"
     adaptor = trainer.new_adaptor(embedded.base_model, provenance, roles)
-    stage_logs: list[dict[str, Any]] = state["stage_logs"] if state else []
-    for i, stage in enumerate(stage_names):  # the supervised stage starts from the unsupervised adaptor
-        if state and i < state["stage_index"]:
-            continue  # finished (and saved) before the run was killed
-        checkpoint.context = {"stage_index": i, "stage_logs": stage_logs}
-        start = time.perf_counter()
-        resume_stage = state if state and i == state["stage_index"] else None
-        log = trainer.run_stage(adaptor, stage, train_sup, val_sup, checkpoint, resume_stage)
-        stage_logs.append({**asdict(log), "seconds": round(time.perf_counter() - start, 1), "resumed": bool(resume_stage)})
-        adaptor.config.training["stages"] = list(stage_logs)
+    for stage in train_stages(trainer, adaptor, stage_names, train_sup, val_sup, checkpoint, state):
         if world.is_main:
             adaptor.save(folders[stage], overwrite=run["overwrite"] or resuming)
     world.barrier()

@@ -33,7 +33,7 @@ from benchmarks.epoch_rule import held_out_parser, held_out_split  # noqa: E402
 from benchmarks.suite import ints, settings_tag  # noqa: E402
 from matryoshka_adaptor.errors import run_command  # noqa: E402
 from matryoshka_adaptor.eval import write_json_atomic  # noqa: E402
-from matryoshka_adaptor.train import Trainer, seed_everything, split_validation  # noqa: E402
+from matryoshka_adaptor.train import Trainer, seed_everything  # noqa: E402
 
 
 def settings_args(settings: str) -> list[str]:
@@ -49,8 +49,7 @@ def run(args: argparse.Namespace) -> None:
         cfg = replace(config, seed=seed)
         seed_everything(seed)
         start = time.perf_counter()
-        fit_rows, choose_rows = split_validation(len(inner.queries), cfg.val_fraction, seed, inner.items)
-        fit, choose = inner.subset(fit_rows), inner.subset(choose_rows)
+        fit, choose = inner.split(cfg.val_fraction, seed)
         trainer = Trainer(embedded.doc_embeddings, cfg, "auto", evidence=inner)
         adaptor = trainer.new_adaptor(embedded.base_model, {})
         logs = [trainer.run_stage(adaptor, stage, fit, choose) for stage in ("unsupervised", "supervised")]

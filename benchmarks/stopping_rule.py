@@ -40,7 +40,7 @@ from matryoshka_adaptor.errors import run_command  # noqa: E402
 from matryoshka_adaptor.eval import write_json_atomic  # noqa: E402
 from matryoshka_adaptor.losses import tail_start  # noqa: E402
 from matryoshka_adaptor.model import MatryoshkaAdaptor  # noqa: E402
-from matryoshka_adaptor.train import column_means, seed_everything, split_validation  # noqa: E402
+from matryoshka_adaptor.train import column_means, seed_everything  # noqa: E402
 from matryoshka_adaptor.training.selection import EpochChoice  # noqa: E402
 
 RECORD_PATIENCE = 15  # with no minimum gain: no rule below waits longer, so none would have run past the recording
@@ -114,8 +114,7 @@ def run(args: argparse.Namespace) -> None:
     for seed in ints(args.seeds):
         cfg = replace(config, seed=seed, refit=False)  # refit below, once per kept epoch
         seed_everything(seed)
-        fit_rows, choose_rows = split_validation(len(inner.queries), cfg.val_fraction, seed, inner.items)
-        fit, choose = inner.subset(fit_rows), inner.subset(choose_rows)
+        fit, choose = inner.split(cfg.val_fraction, seed)
         trainer = RecordingTrainer(embedded.doc_embeddings, cfg, "auto", evidence=inner)
         adaptor = trainer.new_adaptor(embedded.base_model, {})
         start = time.perf_counter()

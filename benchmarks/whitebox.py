@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import random
-import shutil
 import time
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from matryoshka_adaptor.atomic import write_folder_atomic
 from matryoshka_adaptor.data import BeirDataset
 from matryoshka_adaptor.encoders import resolve_model_path
 from matryoshka_adaptor.training.optimizer import PortableAdamW
@@ -72,10 +72,6 @@ def finetune(
         schedule.step()
     seconds = time.perf_counter() - start
     model.eval()
-    tmp = out.with_name(f".{out.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save(str(tmp))
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
+    write_folder_atomic(out, lambda tmp: model.save(str(tmp)), overwrite=True)
     logger.info("fine-tuned on %d pairs in %.0f s, saved to %s", len(pairs), seconds, out)
     return seconds

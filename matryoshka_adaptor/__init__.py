@@ -4,7 +4,7 @@ from typing import Any
 
 from .errors import InputError
 
-__all__ = ["AdaptorConfig", "InputError", "MatryoshkaAdaptor", "NumpyAdaptor"]
+__all__ = ["AdaptorConfig", "InputError", "MatryoshkaAdaptor", "NumpyAdaptor", "TrainConfig", "fit"]
 
 
 def __getattr__(name: str) -> Any:
@@ -22,4 +22,8 @@ def __getattr__(name: str) -> Any:
         from .numpy_adaptor import NumpyAdaptor
 
         return NumpyAdaptor
+    if name in ("TrainConfig", "fit"):
+        from . import train
+
+        return getattr(train, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -33,11 +33,17 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
             os.close(fd)
 
 
+def refuse_existing(folder: Path) -> None:
+    """Refuse to replace `folder` unless asked: checked before any work, so a refused run costs nothing."""
+    if folder.exists():
+        raise InputError(f"{folder} already exists: pass --overwrite (overwrite=True from Python) to replace it")
+
+
 def write_folder_atomic(folder: Path, write: Callable[[Path], None], overwrite: bool = False) -> Path:
     """Fill a temp folder beside `folder` with `write(tmp)`, then rename it into place: a run that fails or is
     killed leaves the old folder whole (at worst a stray `.<name>.*` temp folder), never a half-written one."""
-    if folder.exists() and not overwrite:
-        raise InputError(f"{folder} already exists: pass --overwrite to replace it")
+    if not overwrite:
+        refuse_existing(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:

@@ -9,12 +9,13 @@ results/eval_results_<dataset>.json and plots/eval_results_<dataset>.png, and pr
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import logging
-import os
 import sys
 import tempfile
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +34,9 @@ from matryoshka_adaptor.errors import InputError, run_command  # noqa: E402
 from matryoshka_adaptor.encoders import DEFAULT_MODEL, EmbeddedDataset  # noqa: E402
 from matryoshka_adaptor.losses import default_dims, validate_dims  # noqa: E402
 from matryoshka_adaptor.atomic import write_bytes_atomic  # noqa: E402
-from matryoshka_adaptor.metrics import relevance_matrix  # noqa: E402
+from matryoshka_adaptor.metrics import qrels_by_row, relevance_matrix  # noqa: E402
 from matryoshka_adaptor.model import MatryoshkaAdaptor  # noqa: E402
+from matryoshka_adaptor.vectors import check_embeddings  # noqa: E402
 from matryoshka_adaptor.serving.plans import (  # noqa: E402
     BUDGETS,
     Transform,
@@ -211,6 +213,43 @@ def evaluate(
     return scores, seconds
 
 
+def evaluate_arrays(
+    documents: np.ndarray,
+    queries: np.ndarray,
+    qrels: Mapping[int, Mapping[int, int]],
+    adaptors: Mapping[str, MatryoshkaAdaptor] | None = None,
+    dims: Sequence[int] | None = None,
+    baselines: Sequence[str] = tuple(BASELINES),
+) -> dict[str, dict[int, float]]:
+    """MTEB nDCG@10 at each dim of vectors held in memory, as eval.py scores a dataset's: the training-free
+    `baselines` (fitted on `documents`) and each named adaptor (fit's output, or loaded), on `queries` judged by
+    `qrels` {query row: {document row: integer relevance}}: held-out queries, never those the adaptors trained on."""
+    width = np.shape(documents)[-1] if np.ndim(documents) == 2 else 0
+    documents = check_embeddings(documents, width, "documents")
+    queries = check_embeddings(queries, width, "queries")
+    judged = qrels_by_row(qrels, len(queries), len(documents))
+    for q, docs in judged.items():
+        for d, y in docs.items():
+            if not y.is_integer():
+                raise InputError(f"qrels: query {q}, document {d}: relevance {y}, expected an integer (MTEB's nDCG)")
+    adaptors = dict(adaptors or {})
+    unknown = [b for b in baselines if b not in BASELINES]
+    clash = sorted(set(adaptors) & set(baselines))
+    if unknown or clash:
+        raise InputError(f"baselines {list(baselines)}: {f'unknown {unknown}' if unknown else f'{clash} also name adaptors'}; "
+                         f"expected some of {list(BASELINES)}, and other names for the adaptors")
+    try:
+        dims = validate_dims(list(dims) if dims else default_dims(width), width)
+    except ValueError as e:
+        raise InputError(f"dims {dims!r}: {e}") from None
+    doc_ids, query_ids = [str(i) for i in range(len(documents))], [str(i) for i in range(len(queries))]
+    embedded = EmbeddedDataset("arrays", "arrays", doc_ids, documents, query_ids, queries)  # ids as qrels_by_row keys
+    methods: dict[str, Transform] = {b: StartMap(documents, BASELINES[b]).transform for b in baselines}
+    methods.update({name: adaptor.transform for name, adaptor in adaptors.items()})
+    test_qrels = {q: {d: int(y) for d, y in docs.items()} for q, docs in judged.items()}
+    return evaluate(embedded, test_qrels, "test", methods, dims)[0]
+
+
 def choose_dims(scores: dict[str, dict[int, float]], dims: tuple[int, ...]) -> dict[str, dict[str, Any]]:
     """Per method, the smallest dim within 1% and within 5% of the base model at full dim, and its memory."""
     if "base" not in scores:
@@ -315,10 +354,10 @@ def save_figure(fig, path: Path) -> None:
     plt = pyplot()
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
-    fig.savefig(tmp, dpi=120)
+    image = io.BytesIO()
+    fig.savefig(image, format=path.suffix.lstrip(".") or "png", dpi=120)
     plt.close(fig)
-    os.replace(tmp, path)
+    write_bytes_atomic(path, image.getvalue())
 
 
 def one_stage_and_rerank(rows: list[dict[str, Any]], rescore: bool) -> dict[int, float]:

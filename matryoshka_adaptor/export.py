@@ -18,14 +18,13 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from .atomic import refuse_existing, write_folder_atomic
 from .encoders import resolve_model_path
 from .errors import InputError, run_command
 from .model import MatryoshkaAdaptor
@@ -71,8 +70,8 @@ def export_sentence_transformer(
     from sentence_transformers import SentenceTransformer
 
     out = Path(out_folder)
-    if out.exists() and not overwrite:
-        raise InputError(f"{out} already exists: pass --overwrite to replace it")
+    if not overwrite:
+        refuse_existing(out)
     adaptor = MatryoshkaAdaptor.load(adaptor_folder)
     if adaptor.config.encoder_roles != "shared":
         raise InputError(
@@ -84,16 +83,7 @@ def export_sentence_transformer(
     if dim != adaptor.config.input_dim:
         raise InputError(f"{adaptor.config.base_model} gives {dim}-dim embeddings, the adaptor expects {adaptor.config.input_dim}")
     model = SentenceTransformer(modules=[*base, *adaptor_as_dense_layers(adaptor)], device="cpu")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        model.save(str(tmp))
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    write_folder_atomic(out, lambda tmp: model.save(str(tmp)), overwrite)
     logger.info("exported %s + %s to %s", adaptor.config.base_model, adaptor_folder, out)
     return out
 

@@ -5,6 +5,9 @@ The reported scores come from MTEB (eval.py); this one is for choosing the stopp
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import numpy as np
 import torch
 
@@ -77,3 +80,23 @@ def relevance_matrix(
         for did, y in qrels.get(qid, {}).items():
             rel[row, doc_index[did]] = max(y, 0)
     return torch.from_numpy(rel)
+
+
+def qrels_by_row(qrels: Mapping[int, Mapping[int, float]], n_queries: int, n_documents: int) -> dict[str, dict[str, float]]:
+    """In-memory qrels {query row: {document row: relevance}}, checked against the vectors' row counts, keyed by
+    str(row) as id-keyed readers (Supervision.from_qrels, MTEB) take them; a bad row or relevance is an InputError
+    naming it."""
+
+    def row(value: Any, n: int, what: str) -> str:
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or not 0 <= value < n:
+            raise InputError(f"qrels: {what} {value!r}: expected a row of the {what} vectors, 0..{n - 1}")
+        return str(int(value))
+
+    out: dict[str, dict[str, float]] = {}
+    for q, docs in qrels.items():
+        judged = out.setdefault(row(q, n_queries, "query"), {})
+        for d, y in docs.items():
+            if not isinstance(y, (int, float, np.integer, np.floating)) or not np.isfinite(y):
+                raise InputError(f"qrels: query {q}, document {d}: relevance {y!r}, expected a finite number")
+            judged[row(d, n_documents, "document")] = float(y)
+    return out

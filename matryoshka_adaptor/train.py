@@ -13,6 +13,8 @@ from __future__ import annotations
 import copy
 import logging
 import random
+import time
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from typing import Any
@@ -37,12 +39,13 @@ from .losses import (
 )
 from .encoders.cache import PartCodes
 from .model import AdaptorConfig, MatryoshkaAdaptor
-from .metrics import Judgments
+from .metrics import Judgments, qrels_by_row
+from .numerics import numerics_record
 from .training.neighbors import choose_method, mine_neighbors
 from .training.optimizer import PortableAdamW
 from .training.prefix_rotation import refine_start
 from .training.selection import EpochChoice, PairedTest, choose_start, paired_gain_test
-from .vectors import PARTLY_CENTRED, START_MAPS, start_map, start_maps
+from .vectors import PARTLY_CENTRED, START_MAPS, check_embeddings, start_map, start_maps
 
 logger = logging.getLogger(__name__)
 
@@ -213,6 +216,11 @@ class Supervision:
         """Corpus rows judged relevant (y > 0) to any of the given query rows."""
         keep = np.isin(self.query_rows, rows) & (self.labels > 0)
         return np.unique(self.doc_rows[keep])
+
+    def split(self, fraction: float, seed: int) -> tuple[Supervision, Supervision]:
+        """(training, validation) queries: `fraction` of them held out by split_validation."""
+        train_rows, val_rows = split_validation(len(self.queries), fraction, seed, self.items)
+        return self.subset(train_rows), self.subset(val_rows)
 
     def subset(self, rows: np.ndarray) -> Supervision:
         """The queries at `rows`, renumbered 0..len(rows)-1, with their qrels."""
@@ -732,3 +740,91 @@ class Trainer:
         device_ids = [self.device.index] if self.device.type == "cuda" else None
         # the rotation buffer never changes, so it need not be broadcast every step
         return DistributedDataParallel(adaptor, device_ids=device_ids, broadcast_buffers=False)
+
+
+def train_stages(
+    trainer: Trainer,
+    adaptor: MatryoshkaAdaptor,
+    stages: Sequence[str],
+    train: Supervision | None,
+    val: Supervision | None,
+    checkpoint: Checkpointer | None = None,
+    state: dict[str, Any] | None = None,
+) -> Iterator[str]:
+    """Run `stages` in order on one adaptor, each starting where the last ended (the paper's two stages), and yield
+    each stage's name once it is done, its log added to `adaptor.config.training["stages"]`. With `checkpoint`, save
+    one after every epoch; with `state` (a checkpoint's), skip the stages it finished and resume the one it was in."""
+    stage_logs: list[dict[str, Any]] = state["stage_logs"] if state else []
+    for i, stage in enumerate(stages):
+        if state and i < state["stage_index"]:
+            continue  # finished (and saved) before the run was killed
+        if checkpoint is not None:
+            checkpoint.context = {"stage_index": i, "stage_logs": stage_logs}
+        start = time.perf_counter()
+        resume = state if state and i == state["stage_index"] else None
+        log = trainer.run_stage(adaptor, stage, train, val, checkpoint, resume)
+        stage_logs.append({**asdict(log), "seconds": round(time.perf_counter() - start, 1), "resumed": bool(resume)})
+        adaptor.config.training["stages"] = list(stage_logs)
+        yield stage
+
+
+def check_stages(stages: Sequence[str]) -> list[str]:
+    """The stage names, in order, each one of STAGES, or an InputError before any work."""
+    names = [s.strip() for s in stages if s.strip()]
+    for name in names:
+        if name not in STAGES:
+            raise InputError(f"stages {','.join(stages)!r}: {name!r} is not one of {list(STAGES)}")
+    return names
+
+
+def without_supervised(stages: list[str], qrels: str) -> list[str]:
+    """The stages a run without training qrels (`qrels` names where they were looked for) can train: the supervised
+    one dropped with a warning, or an InputError when it was the only one asked for."""
+    if "supervised" not in stages:
+        return stages
+    if stages == ["supervised"]:
+        raise InputError(f"{qrels}: no training qrels; the supervised stage needs them")
+    logger.warning("%s: no training qrels; training the unsupervised stage only, chosen on the corpus alone", qrels)
+    return [s for s in stages if s != "supervised"]
+
+
+def fit(
+    documents: np.ndarray,
+    queries: np.ndarray | None = None,
+    qrels: Mapping[int, Mapping[int, float]] | None = None,
+    config: TrainConfig | None = None,
+    *,
+    stages: Sequence[str] = STAGES,
+    device: str = "auto",
+    base_model: str = "",
+) -> dict[str, MatryoshkaAdaptor]:
+    """Train adaptors on vectors held in memory, as `python main.py` does on a dataset's: `documents` (n, d) the
+    corpus; `queries` (m, d) training queries and `qrels` {query row: {document row: relevance}} for the supervised
+    stage (without them only the unsupervised stage runs). Returns {stage: the adaptor after it}; `.save(folder)`
+    keeps one. `base_model` only records which model made the vectors."""
+    config = config or TrainConfig()
+    width = np.shape(documents)[-1] if np.ndim(documents) == 2 else 0
+    documents = check_embeddings(documents, width, "documents")
+    if (queries is None) != (qrels is None):
+        raise InputError("fit: queries and qrels go together (training queries and their judged documents)")
+    names = check_stages(stages)
+    if qrels is None:
+        names = without_supervised(names, "fit(queries=None, qrels=None)")
+    seed_everything(config.seed)
+    evidence = train = val = None
+    if queries is not None and qrels is not None:
+        queries = check_embeddings(queries, width, "queries")
+        rows = qrels_by_row(qrels, len(queries), len(documents))
+        evidence = Supervision.from_qrels(rows, {str(i): i for i in range(len(queries))}, queries,
+                                          {str(i): i for i in range(len(documents))})
+        train, val = evidence.split(config.val_fraction, config.seed)
+    trainer = Trainer(documents, config, device, evidence=evidence)
+    provenance = {
+        "n_documents": len(documents),
+        "n_train_queries": len(train.queries) if train else 0,
+        "n_val_queries": len(val.queries) if val else 0,
+        "numerics": numerics_record(),
+        "stages": [],
+    }
+    adaptor = trainer.new_adaptor(base_model, provenance)
+    return {stage: copy.deepcopy(adaptor) for stage in train_stages(trainer, adaptor, names, train, val)}

@@ -4,6 +4,7 @@ import logging
 
 import numpy as np
 import pytest
+import torch
 
 from matryoshka_adaptor.config import AdaptorConfig
 from matryoshka_adaptor.encoders import EmbeddedDataset
@@ -12,6 +13,7 @@ from matryoshka_adaptor.eval import (
     CachedVectors,
     choose_dims,
     dims_option,
+    evaluate_arrays,
     format_table,
     main,
     method_names,
@@ -19,6 +21,7 @@ from matryoshka_adaptor.eval import (
     read_benchmark,
     texts_of,
 )
+from matryoshka_adaptor.metrics import ndcg_at_k
 from matryoshka_adaptor.model import MatryoshkaAdaptor
 
 X = np.random.default_rng(0).standard_normal((6, 8)).astype(np.float32)
@@ -113,3 +116,33 @@ def test_methods_to_run_skips_a_missing_adaptor_and_refuses_another_models(tmp_p
     MatryoshkaAdaptor(AdaptorConfig(input_dim=8, base_model="model-b")).save(tmp_path / "tiny_unsupervised")
     with pytest.raises(InputError, match=r"tiny_unsupervised: adapts model-b vectors, these are model-a's"):
         methods_to_run(_embedded(), tmp_path, ["unsupervised"])
+
+
+def test_evaluate_arrays_scores_baselines_and_adaptors_as_trec_eval_does() -> None:
+    rng = np.random.default_rng(1)
+    docs = rng.standard_normal((60, 8)).astype(np.float32)
+    queries = docs[:12] + 0.8 * rng.standard_normal((12, 8)).astype(np.float32)
+    qrels = {i: {i: 1, (i + 12) % 60: 2} for i in range(12)}
+    adaptor = MatryoshkaAdaptor(AdaptorConfig(input_dim=8, hidden_dim=16, input_rotation="none"))
+    scores = evaluate_arrays(docs, queries, qrels, {"mine": adaptor}, dims=(4, 8), baselines=("base", "pca"))
+    assert list(scores) == ["base", "pca", "mine"] and all(list(s) == [4, 8] for s in scores.values())
+    # the base model at full width, by metrics.ndcg_at_k (trec_eval's definition), the validation path's own nDCG
+    cos = (queries / np.linalg.norm(queries, axis=1, keepdims=True)) @ (docs / np.linalg.norm(docs, axis=1, keepdims=True)).T
+    relevance = torch.zeros((12, 60))
+    for q, judged in qrels.items():
+        for d, y in judged.items():
+            relevance[q, d] = y
+    assert scores["base"][8] == pytest.approx(ndcg_at_k(torch.from_numpy(cos), relevance), abs=1e-4)
+    assert scores["mine"][8] == pytest.approx(scores["base"][8], abs=1e-4)  # f starts at zero: the identity
+
+
+@pytest.mark.parametrize(("qrels", "kw", "match"), [
+    ({0: {0: 0.5}}, {}, r"query 0, document 0: relevance 0.5, expected an integer"),
+    ({0: {9: 1}}, {}, r"document 9: expected a row of the document vectors, 0..5"),
+    ({0: {0: 1}}, {"baselines": ("bm25",)}, r"unknown \['bm25'\]"),
+    ({0: {0: 1}}, {"adaptors": {"base": None}}, r"\['base'\] also name adaptors"),
+    ({0: {0: 1}}, {"dims": (16,)}, r"dims \(16,\)"),
+])
+def test_evaluate_arrays_refuses_bad_input_naming_it(qrels, kw, match) -> None:
+    with pytest.raises(InputError, match=match):
+        evaluate_arrays(X, X[:2], qrels, **kw)

@@ -6,12 +6,16 @@ import shutil
 from dataclasses import fields
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
 import main
 from conftest import SCIFACT_SLICE, shared_data
+from matryoshka_adaptor.data.synthetic import write_synthetic_folder
 from matryoshka_adaptor.errors import InputError
-from matryoshka_adaptor.train import TrainConfig
+from matryoshka_adaptor.model import MatryoshkaAdaptor
+from matryoshka_adaptor.train import TrainConfig, fit
 
 
 def test_overrides_take_the_type_of_their_default() -> None:
@@ -114,3 +118,20 @@ def test_training_never_opens_the_test_qrels(tmp_path: Path, monkeypatch: pytest
     assert (tmp_path / "models" / "scifact_supervised" / "config.json").is_file()
     assert str(data / "qrels" / "train.tsv") in opened  # the recording works: it saw the training qrels
     assert str(trap) not in opened
+
+
+def test_main_on_a_vectors_folder_trains_what_fit_trains_on_the_arrays(tmp_path) -> None:
+    folder = write_synthetic_folder(tmp_path / "vectors", n_docs=150, n_queries=40, dim=16, seed=4)
+    small = {"dims": "4,8,16", "hidden_dim": 32, "unsup_epochs": 2, "sup_epochs": 3, "topk": 3, "sup_batch_size": 8}
+    main.main([f"--embeddings={folder}", f"--qrels={folder / 'qrels.tsv'}", f"--output_dir={tmp_path / 'models'}",
+               "--device=cpu", "--seed=5", *(f"--{k}={v}" for k, v in small.items())])
+    rows: dict[int, dict[int, float]] = {}
+    for line in (folder / "qrels.tsv").read_text().splitlines()[1:]:
+        q, d, y = line.split("\t")
+        rows.setdefault(int(q[1:]), {})[int(d[1:])] = float(y)
+    config = TrainConfig(**{**small, "dims": (4, 8, 16)}, seed=5)
+    fitted = fit(np.load(folder / "corpus.npy"), np.load(folder / "queries.npy"), rows, config, device="cpu")
+    for stage, adaptor in fitted.items():
+        saved = MatryoshkaAdaptor.load(tmp_path / "models" / f"vectors_{stage}")
+        for name, tensor in adaptor.state_dict().items():
+            assert torch.equal(tensor, saved.state_dict()[name]), (stage, name)

@@ -15,6 +15,7 @@ from matryoshka_adaptor.train import (
     Supervision,
     TrainConfig,
     Trainer,
+    fit,
     seed_everything,
     split_validation,
 )
@@ -355,3 +356,37 @@ def test_with_test_tail_a_stage_differs_from_one_without_only_past_the_cut() -> 
     assert tested[:, :8].tobytes() == untested[:, :8].tobytes()
     assert np.array_equal(tested[:, 8:], start[:, 8:]) != log.tail_test["accepted"]
     assert not np.allclose(untested[:, 8:], start[:, 8:])  # the untested tail did move
+
+
+ROW_QRELS = {i: {i: 1} for i in range(40)}  # QRELS by row: query i is about document i
+
+
+def test_fit_trains_both_stages_on_vectors_in_memory_and_repeats() -> None:
+    config = TrainConfig(**CONFIG, seed=3)
+    first, again = (fit(DOCS, QUERIES, ROW_QRELS, config, device="cpu", base_model="toy") for _ in range(2))
+    assert list(first) == ["unsupervised", "supervised"]
+    assert [len(a.config.training["stages"]) for a in first.values()] == [1, 2]
+    assert first["supervised"].config.training["n_train_queries"] + first["supervised"].config.training["n_val_queries"] == 40
+    for stage in first:
+        for name, tensor in first[stage].state_dict().items():
+            assert torch.equal(tensor, again[stage].state_dict()[name]), (stage, name)
+    assert first["supervised"].transform(DOCS[:3], dim=4).shape == (3, 4)
+
+
+def test_fit_without_queries_trains_the_corpus_only_stage() -> None:
+    assert list(fit(DOCS, config=TrainConfig(**CONFIG), device="cpu")) == ["unsupervised"]
+    with pytest.raises(InputError, match=r"fit\(queries=None, qrels=None\): no training qrels; the supervised stage needs them"):
+        fit(DOCS, config=TrainConfig(**CONFIG), stages=["supervised"], device="cpu")
+
+
+@pytest.mark.parametrize(("queries", "qrels", "match"), [
+    (QUERIES, None, "queries and qrels go together"),
+    (QUERIES, {40: {0: 1}}, r"query 40: expected a row of the query vectors, 0..39"),
+    (QUERIES, {0: {-1: 1}}, r"document -1: expected a row of the document vectors, 0..119"),
+    (QUERIES, {0: {"d0": 1}}, r"document 'd0': expected a row"),
+    (QUERIES, {0: {0: float("nan")}}, r"query 0, document 0: relevance nan, expected a finite number"),
+    (QUERIES[:, :8], ROW_QRELS, r"queries: expected width 16, got 8"),
+])
+def test_fit_refuses_bad_input_naming_the_value(queries, qrels, match) -> None:
+    with pytest.raises(InputError, match=match):
+        fit(DOCS, queries, qrels, TrainConfig(**CONFIG), device="cpu")

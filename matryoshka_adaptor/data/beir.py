@@ -12,11 +12,10 @@ import csv
 import json
 import logging
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..atomic import write_folder_atomic
 from ..errors import InputError
 
 logger = logging.getLogger(__name__)
@@ -148,9 +147,8 @@ def fetch_from_hub(name: str, folder: Path) -> None:
 
     repo = f"mteb/{name}"
     logger.info("%s not found locally: fetching %s from the Hugging Face hub", folder, repo)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=folder.parent))
-    try:
+
+    def write(tmp: Path) -> None:
         for config, filename in (("corpus", "corpus.jsonl"), ("queries", "queries.jsonl")):
             with (tmp / filename).open("w", encoding="utf-8") as f:
                 for row in load_dataset(repo, config, split=config):
@@ -164,9 +162,10 @@ def fetch_from_hub(name: str, folder: Path) -> None:
                 writer.writerow(["query-id", "corpus-id", "score"])
                 for row in load_dataset(repo, "default", split=split):
                     writer.writerow([row["query-id"], row["corpus-id"], row["score"]])
-        tmp.rename(folder)
+
+    try:
+        write_folder_atomic(folder, write)
     except Exception as e:
-        shutil.rmtree(tmp, ignore_errors=True)
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise InputError(
             f"dataset {name!r}: no {folder / 'corpus.jsonl'} and fetching {repo} from the hub failed ({reason}); "
