@@ -373,6 +373,12 @@ def test_fit_trains_both_stages_on_vectors_in_memory_and_repeats() -> None:
     assert first["supervised"].transform(DOCS[:3], dim=4).shape == (3, 4)
 
 
+def test_fit_and_its_config_are_the_package_s_own() -> None:
+    import matryoshka_adaptor
+
+    assert matryoshka_adaptor.fit is fit and matryoshka_adaptor.TrainConfig is TrainConfig
+
+
 def test_fit_without_queries_trains_the_corpus_only_stage() -> None:
     assert list(fit(DOCS, config=TrainConfig(**CONFIG), device="cpu")) == ["unsupervised"]
     with pytest.raises(InputError, match=r"fit\(queries=None, qrels=None\): no training qrels; the supervised stage needs them"):
