@@ -224,8 +224,8 @@ def evaluate_arrays(
     """MTEB nDCG@10 at each dim of vectors held in memory, as eval.py scores a dataset's: the training-free
     `baselines` (fitted on `documents`) and each named adaptor (fit's output, or loaded), on `queries` judged by
     `qrels` {query row: {document row: integer relevance}}: held-out queries, never those the adaptors trained on."""
-    width = np.shape(documents)[-1] if np.ndim(documents) == 2 else 0
-    documents = check_embeddings(documents, width, "documents")
+    documents = check_embeddings(documents, None, "documents")
+    width = documents.shape[1]
     queries = check_embeddings(queries, width, "queries")
     judged = qrels_by_row(qrels, len(queries), len(documents))
     for q, docs in judged.items():

@@ -803,8 +803,7 @@ def fit(
     stage (without them only the unsupervised stage runs). Returns {stage: the adaptor after it}; `.save(folder)`
     keeps one. `base_model` only records which model made the vectors."""
     config = config or TrainConfig()
-    width = np.shape(documents)[-1] if np.ndim(documents) == 2 else 0
-    documents = check_embeddings(documents, width, "documents")
+    documents = check_embeddings(documents, None, "documents")
     if (queries is None) != (qrels is None):
         raise InputError("fit: queries and qrels go together (training queries and their judged documents)")
     names = check_stages(stages)
@@ -813,7 +812,7 @@ def fit(
     seed_everything(config.seed)
     evidence = train = val = None
     if queries is not None and qrels is not None:
-        queries = check_embeddings(queries, width, "queries")
+        queries = check_embeddings(queries, documents.shape[1], "queries")
         rows = qrels_by_row(qrels, len(queries), len(documents))
         evidence = Supervision.from_qrels(rows, {str(i): i for i in range(len(queries))}, queries,
                                           {str(i): i for i in range(len(documents))})

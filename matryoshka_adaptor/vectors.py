@@ -90,12 +90,12 @@ def part_means(corpus: np.ndarray, parts: np.ndarray) -> np.ndarray:
     return sums / np.bincount(parts, minlength=len(sums))[:, None]
 
 
-def check_embeddings(x: np.ndarray, expected_dim: int, what: str = "embeddings") -> np.ndarray:
-    """2-D finite float32 array of width expected_dim, or an InputError saying what is wrong."""
+def check_embeddings(x: np.ndarray, expected_dim: int | None, what: str = "embeddings") -> np.ndarray:
+    """2-D finite float32 array of width expected_dim (None: any width), or an InputError saying what is wrong."""
     x = np.asarray(x)
     if x.ndim != 2:
-        raise InputError(f"{what}: expected a 2-D array (n, {expected_dim}), got shape {x.shape}")
-    if x.shape[1] != expected_dim:
+        raise InputError(f"{what}: expected a 2-D array (n, {expected_dim or 'd'}), got shape {x.shape}")
+    if expected_dim is not None and x.shape[1] != expected_dim:
         raise InputError(f"{what}: expected width {expected_dim}, got {x.shape[1]} (shape {x.shape})")
     x = x.astype(np.float32, copy=False)
     bad = ~np.isfinite(x).all(axis=1)

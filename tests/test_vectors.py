@@ -1,6 +1,8 @@
 import numpy as np
+import pytest
 
-from matryoshka_adaptor.vectors import part_means, pca_rotation, start_maps
+from matryoshka_adaptor.errors import InputError
+from matryoshka_adaptor.vectors import check_embeddings, part_means, pca_rotation, start_maps
 
 
 def test_within_part_axes_ignore_what_tells_the_parts_apart() -> None:
@@ -23,3 +25,17 @@ def test_a_centre_per_part_is_applied_block_by_block() -> None:
     centres = np.array([[0.0] * 3, [3.0] * 3])
     centred = (docs - centres[parts]).astype(np.float32)
     assert np.allclose(pca_rotation(docs, centres, parts), pca_rotation(centred, np.zeros(3)), atol=1e-5)
+
+
+@pytest.mark.parametrize(("x", "dim", "match"), [
+    (np.zeros(4), None, r"docs: expected a 2-D array \(n, d\), got shape \(4,\)"),
+    (np.zeros((2, 3)), 4, r"docs: expected width 4, got 3"),
+    (np.array([[0.0, 1.0], [np.nan, 0.0]]), None, r"docs: row 1 holds NaN or inf \(1 such rows\)"),
+])
+def test_check_embeddings_names_what_is_wrong(x, dim, match) -> None:
+    with pytest.raises(InputError, match=match):
+        check_embeddings(x, dim, "docs")
+
+
+def test_check_embeddings_without_a_width_takes_any_as_float32() -> None:
+    assert check_embeddings(np.ones((2, 5), dtype=np.float64), None).dtype == np.float32
