@@ -5,7 +5,6 @@ import json
 import random
 import signal
 import socket
-import time
 from pathlib import Path
 
 import pytest
@@ -44,12 +43,15 @@ def training_logs(out: Path, name: str) -> dict[str, list[dict]]:
 
 
 def after_first_checkpoint(code: str, *args: str, log: Path, state: Path) -> float:
-    """Run to completion: the seconds from its first epoch checkpoint (`state`) to its end, the span a kill of a
-    repeat run may land in (start-up excluded, whose share of a run differs with the machine and process count)."""
+    """Run to completion: the seconds from its first epoch checkpoint (`state`) to that checkpoint's removal once
+    the last stage is saved, the span in which a kill of a repeat run interrupts training (start-up and exit
+    excluded: their share of a run differs with the machine and process count, and a kill during the exit finds
+    no checkpoint to resume from)."""
     proc = start_python(code, *args, log=log)
     first = wait_until(state.exists, proc, log)
+    last = wait_until(lambda: not state.exists(), proc, log)
     finish(proc, log)
-    return time.monotonic() - first
+    return last - first
 
 
 def state_file(out: Path, folder: Path) -> Path:
