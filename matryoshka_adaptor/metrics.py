@@ -1,6 +1,7 @@
 """nDCG@k from a score matrix or a ranking, as trec_eval computes it (linear gain), for validation inside training.
 
 The reported scores come from MTEB (eval.py); this one is for choosing the stopping point, many times a run.
+`qrels_by_row` checks the judgments a caller holds in memory (train.fit, eval.evaluate_arrays) for both.
 """
 
 from __future__ import annotations

@@ -811,7 +811,7 @@ def fit(
         names = without_supervised(names, "fit(queries=None, qrels=None)")
     seed_everything(config.seed)
     evidence = train = val = None
-    if queries is not None and qrels is not None:
+    if qrels is not None:  # and so queries, checked above
         queries = check_embeddings(queries, documents.shape[1], "queries")
         rows = qrels_by_row(qrels, len(queries), len(documents))
         evidence = Supervision.from_qrels(rows, {str(i): i for i in range(len(queries))}, queries,
