@@ -87,16 +87,24 @@ def rule_choices(per_query: dict[str, np.ndarray], rows: np.ndarray) -> dict[str
     }
 
 
-def collection(name: str, args: argparse.Namespace, rng: np.random.Generator) -> dict[str, Any]:
-    source = Source(dataset=name, data_root=data_root(name, args), model=args.model, encoder=args.encoder)
-    embedded, qrels, _ = source.load("train")
-    train = Supervision.from_qrels(qrels, embedded.query_index, embedded.query_embeddings, embedded.doc_index)
-    docs, dims = embedded.doc_embeddings, default_dims(embedded.doc_embeddings.shape[1])
+def per_query_by_map(source: Source, split: str) -> tuple[list[int], dict[str, np.ndarray]]:
+    """The dims, and every start map's nDCG@10 on one split by exact search: (queries, dims) per map. The maps are
+    fitted on the corpus alone."""
+    embedded, qrels, _ = source.load(split)
+    judged = Supervision.from_qrels(qrels, embedded.query_index, embedded.query_embeddings, embedded.doc_index)
+    docs = embedded.doc_embeddings
+    dims = list(default_dims(docs.shape[1]))
     per_query = {}
     for m in START_MAPS:
-        vectors = full_width(StartMap(docs, m).transform, docs, train.queries)
-        per_query[m] = np.stack([per_query_ndcg(*vectors, train.judgments, d) for d in dims], axis=1)
-    n = len(train.queries)
+        vectors = full_width(StartMap(docs, m).transform, docs, judged.queries)
+        per_query[m] = np.stack([per_query_ndcg(*vectors, judged.judgments, d) for d in dims], axis=1)
+    return dims, per_query
+
+
+def collection(name: str, args: argparse.Namespace, rng: np.random.Generator) -> dict[str, Any]:
+    source = Source(dataset=name, data_root=data_root(name, args), model=args.model, encoder=args.encoder)
+    _, per_query = per_query_by_map(source, "train")
+    n = len(per_query["none"])
     rules: dict[str, list[float]] = {}
     picks: dict[str, dict[str, int]] = {}
     for _ in range(args.splits):
