@@ -9,6 +9,9 @@ chooses on one half and is scored on the other, which plays the test: its worst 
 best map *on that half* among the four maps the bar measures against (base, the two rotations, centred PCA), and
 how often that shortfall is within 0.01. Rules:
 - `minimax`: choose_start over every start map, today's default (the partly centred maps included);
+- `bagged`: the same worst shortfall, averaged over 200 bootstrap resamples of the choosing half before the
+  smallest is taken (whether the minimax choice is mostly selection noise that averaging removes; it was not
+  adopted: docs/evidence.md);
 - `minimax_four`: choose_start over those four alone, the default before the partly centred maps;
 - `mean`: the highest mean over dims;
 - `rotation_first`: the best rotation by choose_start (a rotation keeps every full-dim cosine), and centred PCA
@@ -53,6 +56,7 @@ from matryoshka_adaptor.vectors import START_MAPS  # noqa: E402
 
 ROTATIONS = ("none", "pca", "centred_axes")  # the start maps that keep every full-dim cosine
 REFERENCE = (*ROTATIONS, "centred_pca")  # the maps a choice's shortfall is measured against
+BOOTSTRAPS = 200  # resamples of the choosing queries for the `bagged` rule
 TOLERANCE = 0.01  # issue 8's bar for the unsupervised adaptor against the best training-free map
 
 
@@ -73,6 +77,17 @@ def means_on(per_query: dict[str, np.ndarray], rows: np.ndarray) -> dict[str, li
     return {m: per_query[m][rows].mean(axis=0).tolist() for m in per_query}
 
 
+def bagged_choice(per_query: dict[str, np.ndarray], rows: np.ndarray, resamples: int = BOOTSTRAPS) -> str:
+    """The map whose worst shortfall over dims (choose_start's), averaged over bootstrap resamples of the queries
+    `rows`, is smallest: the minimax choice with its selection noise averaged out."""
+    names = list(per_query)
+    table = np.stack([per_query[m][rows] for m in names])  # (maps, queries, dims)
+    draws = np.random.default_rng(rows).integers(len(rows), size=(resamples, len(rows)))
+    means = table[:, draws].mean(axis=2)  # (maps, resamples, dims)
+    regret = (means.max(axis=0, keepdims=True) - means).max(axis=2).mean(axis=1)
+    return names[int(np.argmin(regret))]
+
+
 def rule_choices(per_query: dict[str, np.ndarray], rows: np.ndarray) -> dict[str, str]:
     """Each rule's start map, chosen on the queries `rows`."""
     means = means_on(per_query, rows)
@@ -80,6 +95,7 @@ def rule_choices(per_query: dict[str, np.ndarray], rows: np.ndarray) -> dict[str
     test = paired_gain_test(per_query["centred_pca"][rows], per_query[rotation][rows], 0.01, 0.005)
     return {
         "minimax": choose_start(means),
+        "bagged": bagged_choice(per_query, rows),
         "minimax_four": choose_start({m: means[m] for m in REFERENCE}),
         "mean": max(means, key=lambda m: float(np.mean(means[m]))),
         "rotation_first": "centred_pca" if test.accepted else rotation,
