@@ -3,8 +3,8 @@
     MATRYOSHKA_DATA_ROOT=../shared/data/beir python benchmarks/bar_reach.py [--collections=cacm,medline,...]
         [--model=... | --encoder=...] [--results=results/bar_reach.json]
 
-Where the supervised stage is refused, the unsupervised adaptor ends at (or within a few thousandths of) the
-training-free start map it chose on the training queries (training.selection.choose_start). The bar scores it on
+The unsupervised adaptor ends at (or within a few thousandths of) the training-free start map it chose on the
+training queries (training.selection.choose_start). The bar scores it on
 test at every dim against the best at that dim, picked on test, of a few training-free maps: base, centred PCA and
 the centred-axes rotation for issue 8, base and the centred-axes rotation for issue 9. Here every start map
 (vectors.START_MAPS) is scored on test the same way, so a miss reads as one of:
