@@ -126,7 +126,8 @@ def plot(results: dict[str, Any], dims: tuple[int, ...], title: str, path: Path)
         for s in settings
     }
     limit = max(float(np.abs(g).max()) for g in gains.values())
-    fig, axes = plt.subplots(1, len(settings) + 1, figsize=(5.2 * len(settings) + 0.8, 0.42 * len(langs) + 1.6),
+    height = max(0.42 * len(langs) + 1.6, 3.2)  # the colour bar's label needs this much even for one language
+    fig, axes = plt.subplots(1, len(settings) + 1, figsize=(5.2 * len(settings) + 0.8, height),
                              squeeze=False, gridspec_kw={"width_ratios": [1] * len(settings) + [0.05]})
     for ax, setting in zip(axes[0], settings):
         image = ax.imshow(gains[setting], cmap="RdBu", vmin=-limit, vmax=limit, aspect="auto")
