@@ -37,7 +37,7 @@ import numpy as np  # noqa: E402
 
 from benchmarks import machine  # noqa: E402
 from benchmarks.start_choice import per_query_by_map  # noqa: E402
-from benchmarks.suite import base_model_args, data_root  # noqa: E402
+from benchmarks.suite import base_model_args, data_root, names_of  # noqa: E402
 from matryoshka_adaptor.data import DATA_ROOT_ENV  # noqa: E402
 from matryoshka_adaptor.data.sources import Source  # noqa: E402
 from matryoshka_adaptor.encoders import DEFAULT_MODEL  # noqa: E402
@@ -95,7 +95,7 @@ def collection(name: str, args: argparse.Namespace) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     start = time.perf_counter()
-    names = [n.strip() for n in args.collections.split(",") if n.strip()]
+    names = names_of(args.collections)
     results = {n: collection(n, args) for n in names}
     payload = {
         "command": "python benchmarks/bar_reach.py " + " ".join(sys.argv[1:]),

@@ -40,7 +40,7 @@ import numpy as np  # noqa: E402
 
 from benchmarks import machine  # noqa: E402
 from benchmarks.suite import (  # noqa: E402
-    adaptor_scores, baseline_scores, ints, mean_std, run_tag, train_adaptors,
+    adaptor_scores, baseline_scores, ints, mean_std, names_of, run_tag, train_adaptors,
 )
 from matryoshka_adaptor.baselines import StartMap  # noqa: E402
 from matryoshka_adaptor.errors import InputError, run_command  # noqa: E402
@@ -143,7 +143,7 @@ def plot(results: dict[str, Any], dims: tuple[int, ...], title: str, path: Path)
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     start = time.perf_counter()
-    langs = [l.strip() for l in args.languages.split(",") if l.strip()]
+    langs = names_of(args.languages)
     unknown = [l for l in langs if l not in LANGUAGES]
     if unknown or "en" not in langs:
         raise InputError(f"--languages={args.languages}: expected 'en' and codes among {', '.join(LANGUAGES)}")

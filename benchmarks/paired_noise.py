@@ -39,7 +39,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from benchmarks import machine  # noqa: E402
-from benchmarks.suite import BAR_BASELINES, base_model_args, data_root, ints, run_tag  # noqa: E402
+from benchmarks.suite import BAR_BASELINES, base_model_args, data_root, ints, names_of, run_tag  # noqa: E402
 from matryoshka_adaptor.baselines import StartMap  # noqa: E402
 from matryoshka_adaptor.data import DATA_ROOT_ENV  # noqa: E402
 from matryoshka_adaptor.data.sources import Source  # noqa: E402
@@ -140,7 +140,7 @@ def collection(name: str, args: argparse.Namespace) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     start = time.perf_counter()
-    names = [n.strip() for n in args.collections.split(",") if n.strip()]
+    names = names_of(args.collections)
     results = {n: collection(n, args) for n in names}
     payload = {
         "command": "python benchmarks/paired_noise.py " + " ".join(sys.argv[1:]),

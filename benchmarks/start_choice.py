@@ -41,7 +41,7 @@ import numpy as np  # noqa: E402
 
 from benchmarks import machine  # noqa: E402
 from benchmarks.paired_noise import full_width, per_query_ndcg  # noqa: E402
-from benchmarks.suite import data_root  # noqa: E402
+from benchmarks.suite import data_root, names_of  # noqa: E402
 from matryoshka_adaptor.baselines import StartMap  # noqa: E402
 from matryoshka_adaptor.data import DATA_ROOT_ENV  # noqa: E402
 from matryoshka_adaptor.data.sources import Source  # noqa: E402
@@ -148,7 +148,7 @@ def collection(name: str, args: argparse.Namespace, rng: np.random.Generator) ->
 def run(args: argparse.Namespace) -> dict[str, Any]:
     start = time.perf_counter()
     rng = np.random.default_rng(0)
-    names = [n.strip() for n in args.collections.split(",") if n.strip()]
+    names = names_of(args.collections)
     results = {n: collection(n, args, rng) for n in names}
     payload = {
         "command": "python benchmarks/start_choice.py " + " ".join(sys.argv[1:]),

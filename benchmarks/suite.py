@@ -121,6 +121,11 @@ def ints(text: str) -> list[int]:
     return [int(x) for x in text.split(",") if x.strip()]
 
 
+def names_of(text: str) -> list[str]:
+    """The comma-separated names in `text` (collections, languages), blanks dropped."""
+    return [n.strip() for n in text.split(",") if n.strip()]
+
+
 def data_root(name: str, args: argparse.Namespace) -> str:
     if name.startswith("xquad-r-"):
         return args.xquad_root or str(Path(args.beir_root).resolve().parent)
@@ -243,7 +248,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    names = [n.strip() for n in args.collections.split(",") if n.strip()]
+    names = names_of(args.collections)
     seeds = ints(args.seeds)
     work = args.work
     start = time.perf_counter()
@@ -287,7 +292,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         }
     cross = cross_domain(names, seeds, work, loaded)
     whitebox = {}
-    for name in [n.strip() for n in args.whitebox.split(",") if n.strip()]:
+    for name in names_of(args.whitebox):
         dims = tuple(results[name]["dims"]) if name in results else default_dims(384)
         whitebox[name] = whitebox_scores(name, data_root(name, args), args.model, ints(args.whitebox_seeds or args.seeds), work, dims)
         if name in results:
